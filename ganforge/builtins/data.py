@@ -1,0 +1,68 @@
+"""Built-in datasets: synthetic scenes (no download) and unpaired image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ganforge.data.folders import UnpairedFolders, make_transform
+from ganforge.data.synthetic import SyntheticScenes
+from ganforge.hookspecs import Register, hookimpl
+from ganforge.registry import Params
+
+
+class SyntheticScenesParams(Params):
+    size: int = Field(64, ge=16, le=1024, description="Image side in pixels.")
+    length: int = Field(200, ge=1, description="Training images per domain (one epoch).")
+    test_length: int = Field(16, ge=1, description="Test pairs.")
+    seed: int = Field(0, ge=0, description="Seed of the scenes (independent of the run's seed).")
+    min_shapes: int = Field(2, ge=1, le=16, description="Fewest shapes in a scene.")
+    max_shapes: int = Field(4, ge=1, le=16, description="Most shapes in a scene.")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SyntheticScenesParams:
+        if self.min_shapes > self.max_shapes:
+            raise ValueError(f"min_shapes ({self.min_shapes}) is greater than max_shapes ({self.max_shapes})")
+        return self
+
+
+def build_synthetic_scenes(params: SyntheticScenesParams, split: str) -> SyntheticScenes:
+    """Random shapes rendered by day (A) and at dusk (B); test pairs share the scene."""
+    return SyntheticScenes(
+        size=params.size,
+        length=params.length if split == "train" else params.test_length,
+        seed=params.seed,
+        split=split,
+        min_shapes=params.min_shapes,
+        max_shapes=params.max_shapes,
+    )
+
+
+class UnpairedFolderParams(Params):
+    root: str = Field(description="Folder holding trainA/ trainB/ testA/ testB/ (relative to the working directory).")
+    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = Field(
+        "resize_and_crop", description="How images are brought to crop_size."
+    )
+    load_size: int = Field(286, ge=4, description="Size images are scaled to before cropping.")
+    crop_size: int = Field(256, ge=4, description="Side of the crop fed to the networks.")
+    flip: bool = Field(True, description="Random horizontal flips while training.")
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> UnpairedFolderParams:
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
+            raise ValueError(f"crop_size ({self.crop_size}) is larger than load_size ({self.load_size})")
+        return self
+
+
+def build_unpaired_folder(params: UnpairedFolderParams, split: str) -> UnpairedFolders:
+    """Unpaired images in the reference layout (trainA/ trainB/ testA/ testB/)."""
+    transform = make_transform(params.preprocess, params.load_size, params.crop_size, params.flip, split == "train")
+    return UnpairedFolders(Path(params.root), split, transform)
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register("synthetic_scenes", build_synthetic_scenes, params=SyntheticScenesParams)
+    register("unpaired_folder", build_unpaired_folder, params=UnpairedFolderParams)

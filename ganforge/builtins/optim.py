@@ -1,0 +1,49 @@
+"""Built-in optimizers and learning-rate schedules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import Field
+
+from ganforge.hookspecs import Register, hookimpl
+from ganforge.registry import NoParams, Params
+
+
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class AdamParams(Params):
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam's (beta1, beta2).")
+    eps: float = Field(1e-8, gt=0, description="Term added to the denominator.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
+
+
+def build_adam(params: AdamParams, parameters: list[torch.nn.Parameter]) -> torch.optim.Adam:
+    """Adam (Kingma and Ba 2015)."""
+    return torch.optim.Adam(
+        parameters, lr=params.lr, betas=params.betas, eps=params.eps, weight_decay=params.weight_decay
+    )
+
+
+def build_constant(
+    params: NoParams, optimizer: torch.optim.Optimizer, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Keep the optimizer's learning rate for the whole run."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _one)
+
+
+def _one(epoch: int) -> float:
+    return 1.0
+
+
+@hookimpl
+def register_optimizers(register: Register) -> None:
+    register("adam", build_adam, params=AdamParams)
+
+
+@hookimpl
+def register_schedulers(register: Register) -> None:
+    register("constant", build_constant)

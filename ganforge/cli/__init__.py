@@ -1,0 +1,54 @@
+"""The ``ganforge`` command line: one module per command group, errors as one line each.
+
+Known errors (:class:`ganforge.errors.GanforgeError`) print ``error: <message>`` lines on stderr and
+exit with the error's code (2 for a bad recipe or plugin, 1 otherwise). Set ``GANFORGE_DEBUG=1`` to
+see the traceback as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import typer
+
+from ganforge.errors import GanforgeError
+
+DEBUG_ENV = "GANFORGE_DEBUG"
+
+
+def build_app() -> typer.Typer:
+    from ganforge.cli import components, run
+    from ganforge.plugins import make_plugin_manager
+
+    app = typer.Typer(
+        name="ganforge",
+        help="Train image-translation GANs from TOML recipes.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    run.register(app)
+    components.register(app)
+    make_plugin_manager().manager.hook.register_commands(app=app)
+    return app
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        build_app()(args=list(argv) if argv is not None else None, prog_name="ganforge")
+    except GanforgeError as exc:
+        if _debug():
+            traceback.print_exc()
+        for line in exc.lines:
+            sys.stderr.write(f"error: {line}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,176 @@
+"""What happens around the training loop: progress, the metrics log, sample grids, checkpoints.
+
+A callback sees the :class:`~ganforge.engine.trainer.Trainer` at four moments. ``on_step_end``
+receives the mean losses of the last ``train.log_every`` steps at log steps and ``None`` between
+them, so no callback forces a device synchronisation on every step.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ganforge.engine.images import png_bytes, sample_grid
+
+if TYPE_CHECKING:
+    from ganforge.engine.trainer import Trainer
+
+
+class Callback:
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, losses: dict[str, float] | None) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def format_losses(losses: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.3f}" for name, value in losses.items())
+
+
+class ProgressBar(Callback):
+    """A rich progress bar: epoch, step, losses, it/s and time left; one line per epoch as well."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task = 0
+        self.started = 0.0
+        self.start_step = 0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal,  # logs and CI get the per-epoch lines only
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train",
+            total=trainer.total_steps,
+            completed=trainer.step,
+            epoch=self._epoch(trainer),
+            losses="",
+            speed="",
+        )
+        self.started = time.perf_counter()
+        self.start_step = trainer.step
+
+    def _epoch(self, trainer: Trainer) -> str:
+        return f"{min(trainer.epoch + 1, trainer.epochs)}/{trainer.epochs}"
+
+    def _speed(self, trainer: Trainer) -> str:
+        elapsed = time.perf_counter() - self.started
+        done = trainer.step - self.start_step
+        return f"{done / elapsed:.2f} it/s" if elapsed > 0 and done else ""
+
+    def on_step_end(self, trainer: Trainer, losses: dict[str, float] | None) -> None:
+        assert self.progress is not None
+        fields = {"speed": self._speed(trainer)} if losses is not None else {}
+        if losses is not None:
+            fields["losses"] = format_losses(losses)
+        self.progress.update(self.task, completed=trainer.step, **fields)
+
+    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        assert self.progress is not None
+        self.progress.update(self.task, epoch=self._epoch(trainer))
+        stamp = time.strftime("%H:%M:%S")
+        self.progress.console.print(
+            f"{stamp} epoch {trainer.epoch}/{trainer.epochs}  {format_losses(losses)}  {self._speed(trainer)}"
+        )
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class MetricsLog(Callback):
+    """``metrics.jsonl``: one JSON object per log step (``kind: step``) and per epoch."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.started = time.perf_counter()
+
+    def _record(self, trainer: Trainer, kind: str, losses: dict[str, float]) -> None:
+        trainer.run_dir.append_json(
+            trainer.run_dir.METRICS,
+            {
+                "kind": kind,
+                "epoch": trainer.epoch,
+                "step": trainer.step,
+                "time": round(time.perf_counter() - self.started, 3),
+                "lr": trainer.learning_rates(),
+                "losses": losses,
+            },
+        )
+
+    def on_step_end(self, trainer: Trainer, losses: dict[str, float] | None) -> None:
+        if losses is not None:
+            self._record(trainer, "step", losses)
+
+    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        self._record(trainer, "epoch", losses)
+
+
+class SampleGrids(Callback):
+    """``samples/epoch_NNNN.png``: the model's sample rows on fixed test images."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        if trainer.epoch % self.every and trainer.epoch != trainer.epochs:
+            return
+        trainer.model.eval()
+        with torch.no_grad():
+            rows = trainer.model.sample_rows(trainer.sample_batch)
+        trainer.model.train()
+        image = sample_grid(rows)
+        data = png_bytes(image)
+        trainer.run_dir.atomic_write(
+            f"{trainer.run_dir.SAMPLES}/epoch_{trainer.epoch:04d}.png", lambda f: f.write(data)
+        )
+
+
+class Checkpoints(Callback):
+    """``checkpoints/epoch_NNNN.pt`` every ``every`` epochs, the last ``keep`` kept, ``latest.pt``."""
+
+    PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
+
+    def __init__(self, every: int, keep: int) -> None:
+        self.every = every
+        self.keep = keep
+
+    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        if trainer.epoch % self.every and trainer.epoch != trainer.epochs:
+            return
+        trainer.save_checkpoint(f"{trainer.run_dir.CHECKPOINTS}/epoch_{trainer.epoch:04d}.pt")
+        trainer.run_dir.link(
+            f"{trainer.run_dir.CHECKPOINTS}/epoch_{trainer.epoch:04d}.pt",
+            f"{trainer.run_dir.CHECKPOINTS}/latest.pt",
+        )
+        trainer.run_dir.prune(trainer.run_dir.CHECKPOINTS, self.PATTERN, self.keep)

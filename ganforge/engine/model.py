@@ -1,0 +1,61 @@
+"""What the engine asks of a model component: its nets, its optimizer groups and one training step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+class Optimizers:
+    """The run's optimizers by group name; :meth:`step` is how a training step applies a loss.
+
+    Keeping backward and step here lets the engine add gradient scaling, accumulation or
+    distributed reductions without touching any model.
+    """
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        self._optimizers = optimizers
+
+    def __getitem__(self, name: str) -> torch.optim.Optimizer:
+        return self._optimizers[name]
+
+    def items(self) -> Iterable[tuple[str, torch.optim.Optimizer]]:
+        return self._optimizers.items()
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        """Zero the group's gradients, backpropagate ``loss`` and take one optimizer step."""
+        optimizer = self._optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+class TrainingModel(nn.Module):
+    """Base class of model components (registered through ``register_models``).
+
+    A model holds its networks (and anything else with state, such as image pools) as submodules,
+    so that ``state_dict()`` is everything a resume needs from it.
+    """
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimizer name; the engine builds one optimizer (and schedule) per group."""
+        raise NotImplementedError
+
+    def train_step(
+        self, batch: dict[str, torch.Tensor], optimizers: Optimizers
+    ) -> dict[str, torch.Tensor]:
+        """One training step on ``batch`` (already on the model's device).
+
+        Returns the step's losses as detached scalar tensors by name; the engine decides when to
+        read them (reading a value forces the device to synchronise).
+        """
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample_rows(
+        self, batch: dict[str, torch.Tensor]
+    ) -> list[list[tuple[str, torch.Tensor]]]:
+        """Images to show for ``batch``: rows of ``(label, (N, C, H, W) images in [-1, 1])``."""
+        raise NotImplementedError

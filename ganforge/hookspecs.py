@@ -1,0 +1,153 @@
+"""Every hook a ganforge plugin can implement.
+
+A plugin is a module (or any object) with functions named after these hooks, each marked with
+``@ganforge.hookimpl``. Component hooks receive a ``register`` callback:
+
+.. code-block:: python
+
+    register(name, factory, params=ParamsModel, summary=None)
+
+``name`` is what recipes write as ``type = "name"``; ``factory`` is called as ``factory(params, ...)``
+with a validated instance of ``params`` (a :class:`ganforge.Params` subclass, ``extra="forbid"``);
+``summary`` defaults to the first line of the factory's docstring. What else each kind's factory
+receives, and what it returns, is stated on its hook below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ganforge")
+hookimpl = pluggy.HookimplMarker("ganforge")
+
+
+class Register(Protocol):
+    def __call__(
+        self, name: str, factory: Any, *, params: Any = ..., summary: str | None = None
+    ) -> Any: ...
+
+
+# -------------------------------------------------------------------------------------------------
+# Networks
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_generators(register: Register) -> None:
+    """Register generator networks.
+
+    Called once per plugin manager. Factory: ``factory(params) -> torch.nn.Module`` mapping an image
+    batch ``(N, C_in, H, W)`` in [-1, 1] to ``(N, C_out, H, W)`` in [-1, 1].
+    """
+
+
+@hookspec
+def register_discriminators(register: Register) -> None:
+    """Register discriminator networks.
+
+    Factory: ``factory(params) -> torch.nn.Module`` mapping ``(N, C, H, W)`` images to real/fake
+    logits of any shape (a PatchGAN returns a map).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Objectives and training machinery
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register losses.
+
+    Factory: ``factory(params) -> callable``; the loss is called as ``loss(prediction, target)``
+    where ``target`` is a tensor of the prediction's shape or a float label (1.0 real, 0.0 fake
+    for adversarial use), and returns a scalar tensor.
+    """
+
+
+@hookspec
+def register_buffers(register: Register) -> None:
+    """Register image buffers (history pools of generated images).
+
+    Factory: ``factory(params, seed: int) -> torch.nn.Module`` with ``query(images) -> images``;
+    anything it must keep across a resume lives in its ``state_dict`` (``get_extra_state``).
+    """
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizers.
+
+    Factory: ``factory(params, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer``.
+    """
+
+
+@hookspec
+def register_schedulers(register: Register) -> None:
+    """Register learning-rate schedules, stepped once at the end of every epoch.
+
+    Factory: ``factory(params, optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler``
+    where ``epochs`` is the run's total number of epochs.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Data, models, metrics
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets.
+
+    Factory: ``factory(params, split: str) -> torch.utils.data.Dataset`` for ``split`` "train" or
+    "test"; items are dicts of ``(C, H, W)`` float tensors in [-1, 1] keyed by domain (``"A"``,
+    ``"B"``). It raises :class:`ganforge.DatasetError` naming the path when data is missing.
+    """
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register models: the training step of one kind of GAN.
+
+    Factory: ``factory(params, seed: int) -> ganforge.TrainingModel`` (see
+    :class:`ganforge.engine.model.TrainingModel` for what the engine calls).
+    """
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register evaluation metrics.
+
+    Factory: ``factory(params) -> object`` with ``update(real, fake)`` and ``compute() -> float``.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Command line
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(app: Any) -> None:
+    """Add commands to the ``ganforge`` command line.
+
+    ``app`` is the root :class:`typer.Typer`; add commands with ``@app.command()`` or groups with
+    ``app.add_typer(...)``. Called once when the CLI starts, after plugins are loaded.
+    """
+
+
+#: The component hooks, by kind (the order ``list-components`` shows them in).
+COMPONENT_HOOKS: dict[str, str] = {
+    "generator": "register_generators",
+    "discriminator": "register_discriminators",
+    "loss": "register_losses",
+    "buffer": "register_buffers",
+    "optimizer": "register_optimizers",
+    "scheduler": "register_schedulers",
+    "dataset": "register_datasets",
+    "model": "register_models",
+    "metric": "register_metrics",
+}

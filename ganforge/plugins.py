@@ -1,0 +1,182 @@
+"""The plugin manager: built-in plugins, installed entry points and a recipe's own plugin modules.
+
+There is no global plugin manager. :func:`make_plugin_manager` builds one from scratch each time, and
+:func:`collect_registries` turns its hooks into :class:`~ganforge.registry.Registries`.
+
+Environment variables:
+
+- ``GANFORGE_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (built-ins and recipe plugins only).
+- ``GANFORGE_PLUGINS=a,b``: load only the entry points with these names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from ganforge import hookspecs
+from ganforge.errors import PluginError
+from ganforge.registry import Params, Registries
+
+ENTRY_POINT_GROUP = "ganforge"
+
+#: Core plugins, registered exactly as an external plugin is.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "ganforge.builtins.optim",
+    "ganforge.builtins.data",
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str  # "builtin", "entry point <dist>", "recipe"
+    error: str | None = None
+
+
+@dataclass
+class PluginSet:
+    """A plugin manager plus what happened while loading it (for ``ganforge plugins``)."""
+
+    manager: pluggy.PluginManager
+    plugins: list[PluginInfo] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.error is not None]
+
+
+def make_plugin_manager(
+    recipe_plugins: Sequence[str] = (), base_dir: Path | None = None
+) -> PluginSet:
+    """Load the built-ins, the entry points in group ``ganforge``, then ``recipe_plugins``.
+
+    An entry point that fails to import is recorded (see :attr:`PluginSet.failed`) and skipped, so
+    the others keep working; a recipe plugin that fails to import raises :class:`PluginError`, since
+    the recipe cannot run without it. Recipe plugins are module names or ``.py`` file paths (relative
+    paths are taken from ``base_dir``, the recipe's folder, then the current directory).
+    """
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    result = PluginSet(pm)
+    for module_name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+        result.plugins.append(PluginInfo(module_name, "builtin"))
+    if os.environ.get("GANFORGE_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
+        only: set[str] | None = set()
+    else:
+        names = os.environ.get("GANFORGE_PLUGINS", "").strip()
+        only = {n.strip() for n in names.split(",") if n.strip()} if names else None
+    for ep in _entry_points(only):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        info = PluginInfo(ep.name, f"entry point of {dist}")
+        result.plugins.append(info)
+        if pm.has_plugin(ep.name):
+            info.error = f"another plugin is already registered as '{ep.name}'"
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken third-party plugin must not take the others down
+            info.error = f"{type(exc).__name__}: {exc}"
+    for ref in recipe_plugins:
+        module = load_plugin_module(ref, base_dir)
+        name = getattr(module, "__name__", ref)
+        if pm.is_registered(module):
+            continue
+        if pm.has_plugin(name):
+            raise PluginError(f"plugin '{ref}': another plugin is already registered as '{name}'")
+        try:
+            pm.register(module, name=name)
+        except Exception as exc:
+            raise PluginError(f"plugin '{ref}': {exc}") from None
+        result.plugins.append(PluginInfo(name, "recipe"))
+    return result
+
+
+def _entry_points(only: set[str] | None) -> Iterable[metadata.EntryPoint]:
+    seen: set[str] = set()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in seen or (only is not None and ep.name not in only):
+            continue
+        seen.add(ep.name)
+        yield ep
+
+
+def load_plugin_module(ref: str, base_dir: Path | None = None) -> ModuleType:
+    """Import a plugin given as a module name (``my_pkg.gan``) or a file path (``plugin.py``)."""
+    try:
+        if ref.endswith(".py") or "/" in ref or os.sep in ref:
+            candidates = [Path(ref)] if Path(ref).is_absolute() else []
+            if not candidates:
+                candidates = [(base_dir or Path.cwd()) / ref, Path.cwd() / ref]
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is None:
+                tried = ", ".join(str(p) for p in dict.fromkeys(candidates))
+                raise PluginError(f"plugin '{ref}': file not found (looked at {tried})")
+            module_name = f"ganforge_recipe_plugin_{path.stem}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+            return module
+        return importlib.import_module(ref)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin '{ref}' failed to import: {type(exc).__name__}: {exc}") from None
+
+
+def collect_registries(plugins: PluginSet) -> Registries:
+    """Call every component hook of every plugin, each with a ``register`` bound to that plugin.
+
+    A plugin that raises while registering is recorded as failed (by name, in ``plugins``) and the
+    others go on; one name registered by two plugins raises :class:`PluginError` naming both.
+    """
+    registries = Registries()
+    info = {p.name: p for p in plugins.plugins}
+    for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
+        registry = registries[kind]
+        for impl in reversed(getattr(plugins.manager.hook, hook_name).get_hookimpls()):
+            plugin = impl.plugin_name
+            if info.get(plugin) is not None and info[plugin].error is not None:
+                continue
+
+            def register(
+                name: str,
+                factory: Any,
+                *,
+                params: type[Params] | None = None,
+                summary: str | None = None,
+                _plugin: str = plugin,
+                _registry: Any = registry,
+            ) -> None:
+                kwargs: dict[str, Any] = {"summary": summary, "plugin": _plugin}
+                if params is not None:
+                    kwargs["params"] = params
+                _registry.add(name, factory, **kwargs)
+
+            try:
+                impl.function(**({"register": register} if "register" in impl.argnames else {}))
+            except PluginError:
+                raise
+            except Exception as exc:
+                message = f"failed in {hook_name}: {type(exc).__name__}: {exc}"
+                info.setdefault(plugin, PluginInfo(plugin, "registered")).error = message
+                if info[plugin] not in plugins.plugins:
+                    plugins.plugins.append(info[plugin])
+    return registries

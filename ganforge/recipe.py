@@ -1,0 +1,204 @@
+"""Recipes: TOML files validated by pydantic models, with ``--set key.path=value`` overrides.
+
+Loading happens in three steps, so every error can name the file and the key it is about:
+
+1. read and parse the TOML (syntax errors give line and column), apply overrides;
+2. load the plugins (built-ins, entry points, the recipe's ``plugins`` list) and collect registries;
+3. validate the recipe's structure, then each component section against its registry.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ganforge.errors import GanforgeError, RecipeError
+from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
+from ganforge.registry import ComponentSpec, Registries, format_validation_error
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainSection(_Section):
+    epochs: int = Field(ge=1, description="Number of passes over the training set.")
+    batch_size: int = Field(1, ge=1, description="Images per domain in one training step.")
+    max_iters_per_epoch: int | None = Field(
+        None, ge=1, description="Stop each epoch after this many steps (default: the whole set)."
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    log_every: int = Field(10, ge=1, description="Steps between loss log entries.")
+    deterministic: bool = Field(False, description="Ask torch for deterministic algorithms.")
+    optimizer: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(type="adam"), description="Optimizer of every net."
+    )
+    scheduler: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(type="constant"),
+        description="Learning-rate schedule, stepped once per epoch.",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+class OutputSection(_Section):
+    root: str = Field("runs", description="Folder that holds one run directory per run.")
+    sample_every: int = Field(1, ge=1, description="Epochs between sample grids.")
+    n_samples: int = Field(4, ge=1, le=64, description="Fixed test images shown in each grid.")
+    checkpoint_every: int = Field(1, ge=1, description="Epochs between checkpoints.")
+    keep_last: int = Field(3, ge=1, description="Epoch checkpoints kept besides latest.pt.")
+
+
+class Recipe(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Name of the run directory.")
+    description: str = ""
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed of every random number generator.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Plugin modules or .py files this recipe needs."
+    )
+    data: ComponentSpec = Field(description="The dataset (type = a registered dataset).")
+    model: ComponentSpec = Field(description="The model (type = a registered model).")
+    train: TrainSection
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    #: Component sections and their kinds, resolved against the registries.
+    COMPONENT_SECTIONS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("data", "dataset"),
+        ("model", "model"),
+        ("train.optimizer", "optimizer"),
+        ("train.scheduler", "scheduler"),
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe with every default filled in, as plain TOML-ready data."""
+        return _plain(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    path: Path | None
+    plugins: PluginSet
+    registries: Registries
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ComponentSpec):
+        return {"type": value.type, **_plain(value.params)}
+    if isinstance(value, BaseModel):
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        return {k: _plain(v) for k, v in fields.items() if v is not None}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.generator.n_blocks=6"`` -> ``(["model", "generator", "n_blocks"], 6)``.
+
+    The value is read as a TOML value (numbers, booleans, arrays, quoted strings, inline tables);
+    anything that is not valid TOML is taken as a plain string.
+    """
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
+        raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. train.epochs=5")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise RecipeError(f"--set {text!r}: {where} is a value, not a table")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder, not a recipe file") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start}); a recipe is a TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: TOML syntax error: {exc}") from None
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe:
+    """Read, override, load plugins and validate; raise :class:`RecipeError` with one line per error."""
+    path = Path(path)
+    data = apply_overrides(read_toml(path), overrides)
+    try:
+        return validate_recipe(data, base_dir=path.parent, path=path)
+    except GanforgeError as exc:
+        raise type(exc)(*(f"{path}: {line}" for line in exc.lines)) from None
+
+
+def validate_recipe(
+    data: dict[str, Any], base_dir: Path | None = None, path: Path | None = None
+) -> LoadedRecipe:
+    plugin_refs = data.get("plugins", [])
+    if not isinstance(plugin_refs, list) or not all(isinstance(p, str) for p in plugin_refs):
+        raise RecipeError("plugins: must be a list of module names or .py file paths")
+    plugins = make_plugin_manager(plugin_refs, base_dir=base_dir)
+    registries = collect_registries(plugins)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(*format_validation_error(exc, "", Recipe)) from None
+    errors: list[str] = []
+    for section, kind in Recipe.COMPONENT_SECTIONS:
+        owner: Any = recipe
+        *parents, leaf = section.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        try:
+            resolved = registries.resolve(kind, getattr(owner, leaf), section)
+            getattr(owner, leaf)._resolved = resolved.resolved
+        except RecipeError as exc:
+            errors.extend(exc.lines)
+    if errors:
+        raise RecipeError(*errors)
+    return LoadedRecipe(recipe, path, plugins, registries)

@@ -1,0 +1,250 @@
+"""Registries: component name -> factory, parameter model, summary and owning plugin.
+
+A *component* is a factory plus a pydantic *params model*. Plugins add components by calling the
+``register`` callback they receive in a hook (see :mod:`ganforge.hookspecs`); nothing registers itself
+on import. A recipe section names a component with ``type = "<name>"`` and sets its parameters beside it.
+
+Parameters of one component may name other components (a CycleGAN model names its generator, say):
+such a field holds a :class:`ComponentSpec`, declared with :func:`component_field`, and is validated
+against the registry of its kind when the recipe is resolved, so errors carry the full path.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from ganforge.errors import PluginError, RecipeError, did_you_mean
+
+#: Every kind of component, in the order ``list-components`` shows them.
+KINDS: tuple[str, ...] = (
+    "generator",
+    "discriminator",
+    "loss",
+    "buffer",
+    "optimizer",
+    "scheduler",
+    "dataset",
+    "model",
+    "metric",
+)
+
+
+class Params(BaseModel):
+    """Base class of every params model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """Params model of a component that takes no parameters."""
+
+
+class ComponentSpec(BaseModel):
+    """A reference to a component inside another component's parameters: ``type`` plus its params.
+
+    Resolution (:meth:`Registries.resolve`) validates the params and attaches the component, after
+    which :meth:`build` constructs it.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="Registered name of the component.")
+    _resolved: Resolved | None = PrivateAttr(default=None)
+
+    @property
+    def resolved(self) -> Resolved:
+        if self._resolved is None:
+            raise RuntimeError(f"component spec {self.type!r} was used before the recipe was resolved")
+        return self._resolved
+
+    @property
+    def params(self) -> Any:
+        """The validated params model instance."""
+        return self.resolved.params
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the component's factory with its validated params (plus any extra arguments)."""
+        return self.resolved.build(*args, **kwargs)
+
+
+def component_field(kind: str, default_type: str, description: str, **default_params: Any) -> Any:
+    """Declare a params field that names a component of ``kind`` (default ``default_type``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown component kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    return Field(
+        default_factory=lambda: ComponentSpec(type=default_type, **default_params),
+        description=description,
+        json_schema_extra={"component_kind": kind},
+    )
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    params: type[Params]
+    summary: str
+    plugin: str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A component together with its validated params."""
+
+    component: Component
+    params: Any
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        return self.component.factory(self.params, *args, **kwargs)
+
+
+class Registry:
+    """The components of one kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._components: dict[str, Component] = {}
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        params: type[Params] = NoParams,
+        summary: str | None = None,
+        plugin: str = "?",
+    ) -> Component:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise PluginError(f"plugin '{plugin}': {self.kind} name {name!r} must be an identifier")
+        if not callable(factory):
+            raise PluginError(f"plugin '{plugin}': {self.kind} '{name}' factory is not callable")
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise PluginError(f"plugin '{plugin}': {self.kind} '{name}' params must be a pydantic model")
+        if params.model_config.get("extra") != "forbid":
+            raise PluginError(
+                f"plugin '{plugin}': {self.kind} '{name}' params model {params.__name__} must set "
+                "extra='forbid' (subclass ganforge.Params)"
+            )
+        if name in self._components:
+            other = self._components[name].plugin
+            raise PluginError(
+                f"{self.kind} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}'"
+            )
+        if summary is None:
+            doc = inspect.getdoc(factory) or ""
+            summary = doc.strip().splitlines()[0] if doc.strip() else ""
+        component = Component(self.kind, name, factory, params, summary, plugin)
+        self._components[name] = component
+        return component
+
+    def get(self, name: str) -> Component:
+        try:
+            return self._components[name]
+        except KeyError:
+            known = ", ".join(sorted(self._components)) or "none registered"
+            raise RecipeError(
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self._components)}; known: {known}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._components)
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(self._components[name] for name in self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._components
+
+    def __len__(self) -> int:
+        return len(self._components)
+
+
+def format_validation_error(error: ValidationError, prefix: str, params: type[BaseModel]) -> list[str]:
+    """One line per pydantic error, each led by its dotted path in the recipe."""
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        if err["type"] == "extra_forbidden":
+            model = _model_at(params, err["loc"][:-1])
+            key = str(err["loc"][-1])
+            known = sorted(model.model_fields) if model is not None else []
+            hint = did_you_mean(key, known)
+            lines.append(f"{loc}: unknown key{hint}; valid keys: {', '.join(known) or 'none'}")
+        else:
+            lines.append(f"{loc}: {err['msg']}")
+    return lines
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow ``loc`` through nested pydantic models to the one an error was raised in."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+class Registries(Mapping[str, Registry]):
+    """One :class:`Registry` per kind, filled by the plugin manager."""
+
+    def __init__(self) -> None:
+        self._by_kind = {kind: Registry(kind) for kind in KINDS}
+
+    def __getitem__(self, kind: str) -> Registry:
+        return self._by_kind[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_kind)
+
+    def __len__(self) -> int:
+        return len(self._by_kind)
+
+    def resolve(self, kind: str, spec: Mapping[str, Any] | ComponentSpec, path: str) -> ComponentSpec:
+        """Validate ``spec`` (``type`` plus params) against the ``kind`` registry, recursively.
+
+        Returns a resolved :class:`ComponentSpec`; raises :class:`RecipeError` holding one line per
+        problem, each led by its path (``model.generator.n_blocks: ...``).
+        """
+        data = spec.model_dump() if isinstance(spec, ComponentSpec) else dict(spec)
+        name = data.pop("type", None)
+        if name is None:
+            known = ", ".join(self[kind].names()) or "none registered"
+            raise RecipeError(f"{path}.type: missing; name a {kind} (known: {known})")
+        if not isinstance(name, str):
+            raise RecipeError(f"{path}.type: must be a string naming a {kind}, got {name!r}")
+        try:
+            component = self[kind].get(name)
+        except RecipeError as exc:
+            raise RecipeError(f"{path}.type: {exc}") from None
+        try:
+            params = component.params.model_validate(data)
+        except ValidationError as exc:
+            raise RecipeError(*format_validation_error(exc, path, component.params)) from None
+        errors: list[str] = []
+        for field_name, field in type(params).model_fields.items():
+            extra = field.json_schema_extra
+            child_kind = extra.get("component_kind") if isinstance(extra, dict) else None
+            value = getattr(params, field_name)
+            if child_kind and isinstance(value, ComponentSpec):
+                try:
+                    child = self.resolve(str(child_kind), value, f"{path}.{field_name}")
+                    value._resolved = child._resolved
+                except RecipeError as exc:
+                    errors.extend(exc.lines)
+        if errors:
+            raise RecipeError(*errors)
+        result = ComponentSpec(type=name, **data)
+        result._resolved = Resolved(component, params)
+        return result
+
+
+
+ComponentSpec.model_rebuild()

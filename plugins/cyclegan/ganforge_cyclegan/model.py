@@ -1,0 +1,105 @@
+"""The CycleGAN training step (Zhu et al. 2017, section 3 and 4).
+
+Naming follows the authors' code, so its checkpoints map one to one: ``G_A`` translates A -> B,
+``G_B`` translates B -> A; ``D_A`` judges domain-B images (real B against G_A's fakes) and ``D_B``
+judges domain-A images. One step is the paper's order: both generators are updated with the
+discriminators frozen, then both discriminators on fakes drawn from the history pools.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ganforge import ComponentSpec, Optimizers, Params, TrainingModel, component_field
+
+
+class CycleGANParams(Params):
+    generator: ComponentSpec = component_field("generator", "resnet", "Both generators (G_A: A->B, G_B: B->A).")
+    discriminator: ComponentSpec = component_field("discriminator", "patchgan", "Both discriminators.")
+    gan_loss: ComponentSpec = component_field("loss", "lsgan", "Adversarial loss (paper: least squares).")
+    cycle_loss: ComponentSpec = component_field("loss", "l1", "Cycle-consistency and identity loss (paper: L1).")
+    pool: ComponentSpec = component_field("buffer", "history", "History pool of fakes for each discriminator.")
+    lambda_cycle: float = Field(10.0, ge=0, description="Weight of the cycle losses (paper: lambda = 10).")
+    lambda_identity: float = Field(
+        0.5, ge=0, description="Identity loss weight as a fraction of lambda_cycle (paper: 0.5; 0 disables)."
+    )
+    real_label: float = Field(1.0, description="Target of the adversarial loss for real images.")
+    fake_label: float = Field(0.0, description="Target of the adversarial loss for generated images.")
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for param in net.parameters():
+            param.requires_grad_(flag)
+
+
+class CycleGAN(TrainingModel):
+    def __init__(self, params: CycleGANParams, seed: int) -> None:
+        super().__init__()
+        self.p = params
+        self.G_A = params.generator.build()
+        self.G_B = params.generator.build()
+        self.D_A = params.discriminator.build()
+        self.D_B = params.discriminator.build()
+        self.gan_loss = params.gan_loss.build()
+        self.cycle_loss = params.cycle_loss.build()
+        self.pool_A = params.pool.build(seed)  # generated A images (G_B's), for D_B
+        self.pool_B = params.pool.build(seed + 1)  # generated B images (G_A's), for D_A
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "G": [*self.G_A.parameters(), *self.G_B.parameters()],
+            "D": [*self.D_A.parameters(), *self.D_B.parameters()],
+        }
+
+    def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Half the sum of the real and fake terms, slowing D relative to G (paper, section 4)."""
+        loss_real = self.gan_loss(D(real), self.p.real_label)
+        loss_fake = self.gan_loss(D(fake.detach()), self.p.fake_label)
+        return 0.5 * (loss_real + loss_fake)
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: Optimizers) -> dict[str, torch.Tensor]:
+        p = self.p
+        real_A, real_B = batch["A"], batch["B"]
+
+        # Generators, with the discriminators frozen (no gradients are computed for them).
+        set_requires_grad([self.D_A, self.D_B], False)
+        fake_B = self.G_A(real_A)
+        rec_A = self.G_B(fake_B)
+        fake_A = self.G_B(real_B)
+        rec_B = self.G_A(fake_A)
+        loss_G_A = self.gan_loss(self.D_A(fake_B), p.real_label)
+        loss_G_B = self.gan_loss(self.D_B(fake_A), p.real_label)
+        loss_cycle_A = self.cycle_loss(rec_A, real_A) * p.lambda_cycle
+        loss_cycle_B = self.cycle_loss(rec_B, real_B) * p.lambda_cycle
+        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B
+        losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cycle_A, "cycle_B": loss_cycle_B}
+        if p.lambda_identity > 0:
+            weight = p.lambda_cycle * p.lambda_identity
+            losses["idt_A"] = self.cycle_loss(self.G_A(real_B), real_B) * weight
+            losses["idt_B"] = self.cycle_loss(self.G_B(real_A), real_A) * weight
+            loss_G = loss_G + losses["idt_A"] + losses["idt_B"]
+        optimizers.step("G", loss_G)
+
+        # Discriminators, on real images and on fakes from the history pools.
+        set_requires_grad([self.D_A, self.D_B], True)
+        losses["D_A"] = self.discriminator_loss(self.D_A, real_B, self.pool_B.query(fake_B))
+        losses["D_B"] = self.discriminator_loss(self.D_B, real_A, self.pool_A.query(fake_A))
+        optimizers.step("D", losses["D_A"] + losses["D_B"])
+        return {name: value.detach() for name, value in losses.items()}
+
+    @torch.no_grad()
+    def sample_rows(self, batch: dict[str, torch.Tensor]) -> list[list[tuple[str, torch.Tensor]]]:
+        real_A, real_B = batch["A"], batch["B"]
+        fake_B, fake_A = self.G_A(real_A), self.G_B(real_B)
+        return [
+            [("A", real_A), ("G(A)", fake_B), ("F(G(A))", self.G_B(fake_B))],
+            [("B", real_B), ("F(B)", fake_A), ("G(F(B))", self.G_A(fake_A))],
+        ]
+
+
+def build_cyclegan(params: CycleGANParams, seed: int) -> CycleGAN:
+    """CycleGAN training step: LSGAN + cycle (lambda 10) + identity (0.5 lambda), history pools."""
+    return CycleGAN(params, seed)

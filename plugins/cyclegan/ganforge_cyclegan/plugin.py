@@ -1,0 +1,43 @@
+"""The hooks through which CycleGAN reaches ganforge (entry point ``cyclegan`` in group ``ganforge``)."""
+
+from __future__ import annotations
+
+from ganforge import hookimpl
+from ganforge.hookspecs import Register
+from ganforge_cyclegan.model import CycleGANParams, build_cyclegan
+from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
+from ganforge_cyclegan.objectives import build_l1, build_lsgan, build_vanilla
+from ganforge_cyclegan.pool import HistoryPoolParams, build_history_pool
+from ganforge_cyclegan.schedule import LinearDecayParams, build_linear_decay
+
+
+@hookimpl
+def register_generators(register: Register) -> None:
+    register("resnet", build_resnet, params=ResnetParams)
+
+
+@hookimpl
+def register_discriminators(register: Register) -> None:
+    register("patchgan", build_patchgan, params=PatchGANParams)
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    register("lsgan", build_lsgan)
+    register("vanilla", build_vanilla)
+    register("l1", build_l1)
+
+
+@hookimpl
+def register_buffers(register: Register) -> None:
+    register("history", build_history_pool, params=HistoryPoolParams)
+
+
+@hookimpl
+def register_schedulers(register: Register) -> None:
+    register("linear_decay", build_linear_decay, params=LinearDecayParams)
+
+
+@hookimpl
+def register_models(register: Register) -> None:
+    register("cyclegan", build_cyclegan, params=CycleGANParams)
