@@ -176,6 +176,12 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe
         raise type(exc)(*(f"{path}: {line}" for line in exc.lines)) from None
 
 
+def _lookup(node: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+    return node
+
+
 def validate_recipe(
     data: dict[str, Any], base_dir: Path | None = None, path: Path | None = None
 ) -> LoadedRecipe:
@@ -184,21 +190,25 @@ def validate_recipe(
         raise RecipeError("plugins: must be a list of module names or .py file paths")
     plugins = make_plugin_manager(plugin_refs, base_dir=base_dir)
     registries = collect_registries(plugins)
+    errors: list[str] = []
+    recipe: Recipe | None = None
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(*format_validation_error(exc, "", Recipe)) from None
-    errors: list[str] = []
+        errors.extend(format_validation_error(exc, "", Recipe))
     for section, kind in Recipe.COMPONENT_SECTIONS:
-        owner: Any = recipe
-        *parents, leaf = section.split(".")
-        for part in parents:
-            owner = getattr(owner, part)
+        # From the validated recipe; after structural errors, from the raw tables still worth checking.
+        spec = _lookup(recipe if recipe is not None else data, section)
+        if not isinstance(spec, (ComponentSpec, dict)):
+            continue
         try:
-            resolved = registries.resolve(kind, getattr(owner, leaf), section)
-            getattr(owner, leaf)._resolved = resolved.resolved
+            resolved = registries.resolve(kind, spec, section)
         except RecipeError as exc:
             errors.extend(exc.lines)
+            continue
+        if isinstance(spec, ComponentSpec):
+            spec._resolved = resolved.resolved
     if errors:
         raise RecipeError(*errors)
+    assert recipe is not None
     return LoadedRecipe(recipe, path, plugins, registries)

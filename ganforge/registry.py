@@ -53,7 +53,7 @@ class ComponentSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="Registered name of the component.")
+    type: str | None = Field(None, description="Registered name of the component.")
     _resolved: Resolved | None = PrivateAttr(default=None)
 
     @property
@@ -224,21 +224,28 @@ class Registries(Mapping[str, Registry]):
             component = self[kind].get(name)
         except RecipeError as exc:
             raise RecipeError(f"{path}.type: {exc}") from None
+        errors: list[str] = []
+        params = None
         try:
             params = component.params.model_validate(data)
         except ValidationError as exc:
-            raise RecipeError(*format_validation_error(exc, path, component.params)) from None
-        errors: list[str] = []
-        for field_name, field in type(params).model_fields.items():
+            errors.extend(format_validation_error(exc, path, component.params))
+        for field_name, field in component.params.model_fields.items():
             extra = field.json_schema_extra
             child_kind = extra.get("component_kind") if isinstance(extra, dict) else None
-            value = getattr(params, field_name)
-            if child_kind and isinstance(value, ComponentSpec):
-                try:
-                    child = self.resolve(str(child_kind), value, f"{path}.{field_name}")
-                    value._resolved = child._resolved
-                except RecipeError as exc:
-                    errors.extend(exc.lines)
+            if not child_kind:
+                continue
+            # Nested components are checked even when a sibling parameter is wrong.
+            value = getattr(params, field_name) if params is not None else data.get(field_name)
+            if not isinstance(value, (ComponentSpec, dict)):
+                continue
+            try:
+                child = self.resolve(str(child_kind), value, f"{path}.{field_name}")
+            except RecipeError as exc:
+                errors.extend(exc.lines)
+                continue
+            if isinstance(value, ComponentSpec):
+                value._resolved = child._resolved
         if errors:
             raise RecipeError(*errors)
         result = ComponentSpec(type=name, **data)
