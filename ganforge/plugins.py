@@ -30,11 +30,11 @@ from ganforge.registry import Params, Registries
 
 ENTRY_POINT_GROUP = "ganforge"
 
-#: Core plugins, registered exactly as an external plugin is.
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "ganforge.builtins.optim",
-    "ganforge.builtins.data",
-)
+#: Core plugins by name, registered exactly as an external plugin is.
+DEFAULT_PLUGINS: dict[str, str] = {
+    "builtin.optim": "ganforge.builtins.optim",
+    "builtin.data": "ganforge.builtins.data",
+}
 
 
 @dataclass
@@ -69,9 +69,9 @@ def make_plugin_manager(
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     result = PluginSet(pm)
-    for module_name in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(module_name), name=module_name)
-        result.plugins.append(PluginInfo(module_name, "builtin"))
+    for name, module_name in DEFAULT_PLUGINS.items():
+        pm.register(importlib.import_module(module_name), name=name)
+        result.plugins.append(PluginInfo(name, f"builtin ({module_name})"))
     if os.environ.get("GANFORGE_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
         only: set[str] | None = set()
     else:

@@ -53,12 +53,17 @@ def type_name(annotation: Any) -> str:
 
 
 def bounds(field: FieldInfo) -> str:
-    symbols = {annotated_types.Ge: ">=", annotated_types.Gt: ">", annotated_types.Le: "<=", annotated_types.Lt: "<"}
+    symbols = {
+        annotated_types.Ge: (">=", "ge"),
+        annotated_types.Gt: (">", "gt"),
+        annotated_types.Le: ("<=", "le"),
+        annotated_types.Lt: ("<", "lt"),
+    }
     parts = []
     for meta in field.metadata:
-        for cls, symbol in symbols.items():
+        for cls, (symbol, attr) in symbols.items():
             if isinstance(meta, cls):
-                parts.append(f"{symbol} {next(iter(vars(meta).values()))}")
+                parts.append(f"{symbol} {getattr(meta, attr)}")
     return ", ".join(parts)
 
 
@@ -115,6 +120,8 @@ def list_components(
             return
         console.print(f"[bold]{kind} {name}[/] (plugin {component.plugin}): {component.summary}")
         table = Table("field", "type", "default", "bounds", "description")
+        for index in (0, 3):  # field and bounds stay on one line; the rest wraps
+            table.columns[index].no_wrap = True
         for row in params:
             default = "required" if row["required"] else json.dumps(row["default"], default=str)
             table.add_row(row["name"], row["type"], default, row["bounds"], row["description"])
@@ -128,6 +135,8 @@ def list_components(
         typer.echo(json.dumps(entries, indent=2))
         return
     table = Table("kind", "name", "plugin", "summary")
+    for column in table.columns[:3]:
+        column.no_wrap = True
     for entry in entries:
         table.add_row(entry["kind"], entry["name"], entry["plugin"], entry["summary"])
     console.print(table)
