@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ganforge.data.folders import UnpairedFolders, make_transform
+from ganforge.data.folders import Preprocess, UnpairedFolders
 from ganforge.data.synthetic import SyntheticScenes
 from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import Params
@@ -58,7 +58,7 @@ class UnpairedFolderParams(Params):
 
 def build_unpaired_folder(params: UnpairedFolderParams, split: str) -> UnpairedFolders:
     """Unpaired images in the reference layout (trainA/ trainB/ testA/ testB/)."""
-    transform = make_transform(params.preprocess, params.load_size, params.crop_size, params.flip, split == "train")
+    transform = Preprocess(params.preprocess, params.load_size, params.crop_size, params.flip, split == "train")
     return UnpairedFolders(Path(params.root), split, transform)
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision.transforms import v2 as T
 
 from ganforge.errors import DatasetError
 
@@ -58,23 +56,44 @@ def load_rgb(path: Path) -> Image.Image:
         raise DatasetError(f"{path}: cannot read image: {exc}") from None
 
 
-def make_transform(preprocess: str, load_size: int, crop_size: int, flip: bool, train: bool) -> T.Compose:
-    """The reference preprocessing; at test time crops are centred and nothing is flipped."""
-    crop = T.RandomCrop(crop_size) if train else T.CenterCrop(crop_size)
-    steps: list[torch.nn.Module] = []
-    if preprocess == "resize_and_crop":
-        steps += [T.Resize((load_size, load_size), interpolation=T.InterpolationMode.BICUBIC), crop]
-    elif preprocess == "crop":
-        steps += [crop]
-    elif preprocess == "scale_width":
-        steps += [T.Lambda(partial(_scale_width, target_width=load_size, crop_size=crop_size))]
-    elif preprocess == "scale_width_and_crop":
-        steps += [T.Lambda(partial(_scale_width, target_width=load_size, crop_size=crop_size)), crop]
-    steps += [T.Lambda(_pad_to_4)]  # "none": keep the size, rounded to a multiple of 4
-    if flip and train:
-        steps.append(T.RandomHorizontalFlip())
-    steps += [T.PILToTensor(), T.ToDtype(torch.float32, scale=True), T.Normalize([0.5] * 3, [0.5] * 3)]
-    return T.Compose(steps)
+class Preprocess:
+    """The reference preprocessing on PIL images; at test time crops are centred and nothing is flipped.
+
+    Plain PIL and torch (torchvision's transforms would add seconds to every start-up for the same few
+    operations). Random choices use torch's generator, which the DataLoader seeds per worker.
+    """
+
+    def __init__(self, preprocess: str, load_size: int, crop_size: int, flip: bool, train: bool) -> None:
+        self.preprocess = preprocess
+        self.load_size = load_size
+        self.crop_size = crop_size
+        self.flip = flip and train
+        self.train = train
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        mode, load, crop = self.preprocess, self.load_size, self.crop_size
+        if mode == "resize_and_crop":
+            image = image.resize((load, load), Image.Resampling.BICUBIC)
+        elif mode in ("scale_width", "scale_width_and_crop"):
+            image = _scale_width(image, load, crop)
+        if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+            image = self._crop(image, crop)
+        image = _round_to_4(image)
+        if self.flip and bool(torch.rand(()) < 0.5):
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        return array.view(image.height, image.width, 3).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+    def _crop(self, image: Image.Image, size: int) -> Image.Image:
+        w, h = image.size
+        if w < size or h < size:
+            raise DatasetError(f"image of {w}x{h} px is smaller than crop_size {size}")
+        if self.train:
+            left = int(torch.randint(w - size + 1, ()))
+            top = int(torch.randint(h - size + 1, ()))
+        else:
+            left, top = (w - size) // 2, (h - size) // 2
+        return image.crop((left, top, left + size, top + size))
 
 
 def _scale_width(image: Image.Image, target_width: int, crop_size: int) -> Image.Image:
@@ -85,7 +104,8 @@ def _scale_width(image: Image.Image, target_width: int, crop_size: int) -> Image
     return image.resize((target_width, height), Image.Resampling.BICUBIC)
 
 
-def _pad_to_4(image: Image.Image) -> Image.Image:
+def _round_to_4(image: Image.Image) -> Image.Image:
+    """The generator needs sides that are multiples of 4 (two stride-2 stages)."""
     w, h = image.size
     nw, nh = max(4, round(w / 4) * 4), max(4, round(h / 4) * 4)
     return image if (nw, nh) == (w, h) else image.resize((nw, nh), Image.Resampling.BICUBIC)
@@ -94,7 +114,7 @@ def _pad_to_4(image: Image.Image) -> Image.Image:
 class UnpairedFolders(Dataset):
     """Item i: the i-th A image and a B image drawn at random (as the reference's unaligned data)."""
 
-    def __init__(self, root: Path, split: str, transform: T.Compose) -> None:
+    def __init__(self, root: Path, split: str, transform: Preprocess) -> None:
         self.split = split
         self.a, self.b = find_domain_folders(root, split)
         self.transform = transform
