@@ -11,6 +11,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -40,7 +41,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
 @dataclass
 class PluginInfo:
     name: str
-    source: str  # "builtin", "entry point <dist>", "recipe"
+    source: str  # "builtin (...)", "entry point of <dist>", "recipe", "--plugin"
     error: str | None = None
 
 
@@ -57,7 +58,7 @@ class PluginSet:
 
 
 def make_plugin_manager(
-    recipe_plugins: Sequence[str] = (), base_dir: Path | None = None
+    recipe_plugins: Sequence[str] = (), base_dir: Path | None = None, source: str = "recipe"
 ) -> PluginSet:
     """Load the built-ins, the entry points in group ``ganforge``, then ``recipe_plugins``.
 
@@ -88,18 +89,17 @@ def make_plugin_manager(
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken third-party plugin must not take the others down
             info.error = f"{type(exc).__name__}: {exc}"
-    for ref in recipe_plugins:
+    for ref in recipe_plugins:  # named as the user wrote them
         module = load_plugin_module(ref, base_dir)
-        name = getattr(module, "__name__", ref)
         if pm.is_registered(module):
             continue
-        if pm.has_plugin(name):
-            raise PluginError(f"plugin '{ref}': another plugin is already registered as '{name}'")
+        if pm.has_plugin(ref):
+            raise PluginError(f"plugin '{ref}': another plugin is already registered under that name")
         try:
-            pm.register(module, name=name)
+            pm.register(module, name=ref)
         except Exception as exc:
             raise PluginError(f"plugin '{ref}': {exc}") from None
-        result.plugins.append(PluginInfo(name, "recipe"))
+        result.plugins.append(PluginInfo(ref, source))
     return result
 
 
@@ -123,7 +123,8 @@ def load_plugin_module(ref: str, base_dir: Path | None = None) -> ModuleType:
             if path is None:
                 tried = ", ".join(str(p) for p in dict.fromkeys(candidates))
                 raise PluginError(f"plugin '{ref}': file not found (looked at {tried})")
-            module_name = f"ganforge_recipe_plugin_{path.stem}"
+            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+            module_name = f"ganforge_plugin_{path.stem}_{digest}"  # unique per file
             spec = importlib.util.spec_from_file_location(module_name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
@@ -151,7 +152,7 @@ def collect_registries(plugins: PluginSet) -> Registries:
     info = {p.name: p for p in plugins.plugins}
     for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
         registry = registries[kind]
-        for impl in reversed(getattr(plugins.manager.hook, hook_name).get_hookimpls()):
+        for impl in getattr(plugins.manager.hook, hook_name).get_hookimpls():  # load order
             plugin = impl.plugin_name
             if info.get(plugin) is not None and info[plugin].error is not None:
                 continue

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import tomli_w
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ganforge.errors import GanforgeError, RecipeError
@@ -176,6 +177,20 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe
         raise type(exc)(*(f"{path}: {line}" for line in exc.lines)) from None
 
 
+def _check_optimization(recipe: Recipe) -> None:
+    """Build the optimizer and schedule on a probe parameter, so ``validate`` catches what ``run`` would.
+
+    (A schedule may depend on ``train.epochs``, which its own params cannot see.)
+    """
+    optimizer = recipe.train.optimizer.build([torch.nn.Parameter(torch.zeros(1))])
+    try:
+        recipe.train.scheduler.build(optimizer, recipe.train.epochs)
+    except RecipeError:
+        raise
+    except Exception as exc:
+        raise RecipeError(f"train.scheduler: {type(exc).__name__}: {exc}") from None
+
+
 def _lookup(node: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
@@ -211,4 +226,5 @@ def validate_recipe(
     if errors:
         raise RecipeError(*errors)
     assert recipe is not None
+    _check_optimization(recipe)
     return LoadedRecipe(recipe, path, plugins, registries)

@@ -149,3 +149,8 @@ def test_debug_variable_shows_traceback():
     result = run_cli("validate", str(QUICKSTART), "--set", "train.epochs=0", env={"GANFORGE_DEBUG": "1"})
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "train.epochs" in result.stderr
+
+
+def test_schedule_longer_than_its_epochs_fails_validation_not_the_run():
+    (line,) = errors_of(QUICKSTART, "train.epochs=20")
+    assert "train.scheduler: the run has 20 epochs but constant_epochs + decay_epochs is 8" in line

@@ -27,7 +27,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _load(extra: list[str] | None) -> tuple[PluginSet, Registries]:
-    plugins = make_plugin_manager(extra or [])
+    plugins = make_plugin_manager(extra or [], source="--plugin")
     registries = collect_registries(plugins)
     for plugin in plugins.failed:
         sys.stderr.write(f"warning: plugin '{plugin.name}' ({plugin.source}) skipped: {plugin.error}\n")
