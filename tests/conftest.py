@@ -13,10 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300):
-    """Run ``python -m ganforge ARGS`` and return the CompletedProcess (text output)."""
-    full_env = {**os.environ, "COLUMNS": "200"}
-    full_env.pop("GANFORGE_DEBUG", None)
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    pythonpath: Path | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ganforge ARGS`` (no GANFORGE_* variables unless given) and return the result."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GANFORGE_")}
+    full_env["COLUMNS"] = "200"
+    if pythonpath is not None:
+        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), full_env.get("PYTHONPATH")) if p)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "ganforge", *args],
@@ -33,3 +41,12 @@ def registries():
     from ganforge.plugins import collect_registries, make_plugin_manager
 
     return collect_registries(make_plugin_manager())
+
+
+def add_distribution(site: Path, module: str, source: str, dist: str, entry_point: str) -> None:
+    """What ``pip install`` leaves in site-packages: the module, and a .dist-info with its entry point."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ganforge]\n{entry_point} = {module}\n")

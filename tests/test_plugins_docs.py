@@ -9,15 +9,15 @@ leaves behind, without calling pip.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+
+from tests.conftest import add_distribution, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins.md"
@@ -32,21 +32,6 @@ TINY_RUN = [
     "output.n_samples=2",
     "model.discriminator.ndf=8",
 ]
-
-
-def ganforge(*args: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANFORGE_")}
-    env["COLUMNS"] = "200"
-    if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "ganforge", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
 
 
 def set_options(overrides: list[str]) -> list[str]:
@@ -100,7 +85,7 @@ def test_recipe_plugin_trains(tmp_path: Path) -> None:
     assert first_table and text.index("plugins = ") < first_table.start(), "plugins must be a top-level key"
 
     run_dir = ["--run-dir", str(tmp_path / "run")]
-    result = ganforge("run", recipe.name, *set_options(TINY_RUN), *run_dir, cwd=tmp_path)
+    result = run_cli("run", recipe.name, *set_options(TINY_RUN), *run_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     resolved = assert_run_dir(tmp_path / "run")
     assert "tiny_conv" in resolved and "charbonnier" in resolved
@@ -109,7 +94,7 @@ def test_recipe_plugin_trains(tmp_path: Path) -> None:
 
 def test_list_components_with_plugin_option(tmp_path: Path) -> None:
     (tmp_path / "my_gan_plugin.py").write_text(plugin_source())
-    result = ganforge("list-components", "generator", "--plugin", "my_gan_plugin.py", "--json", cwd=tmp_path)
+    result = run_cli("list-components", "generator", "--plugin", "my_gan_plugin.py", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert {"tiny_conv", "resnet"} <= set(entries)
@@ -121,7 +106,7 @@ def test_list_components_with_plugin_option(tmp_path: Path) -> None:
 
 def test_component_params_from_plugin(tmp_path: Path) -> None:
     (tmp_path / "my_gan_plugin.py").write_text(plugin_source())
-    result = ganforge(
+    result = run_cli(
         "list-components", "generator", "tiny_conv", "--plugin", "my_gan_plugin.py", "--json", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -134,15 +119,6 @@ def test_component_params_from_plugin(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------- installed plugins
-
-
-def add_distribution(site: Path, module: str, source: str, dist: str, entry_point: str) -> None:
-    """What ``pip install`` leaves: the module, and a .dist-info naming its entry point."""
-    (site / f"{module}.py").write_text(source)
-    info = site / f"{module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[ganforge]\n{entry_point} = {module}\n")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +140,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed_listing(
     site: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> subprocess.CompletedProcess[str]:
-    return ganforge("list-components", "--json", cwd=tmp_path_factory.mktemp("cwd"), pythonpath=site)
+    return run_cli("list-components", "--json", cwd=tmp_path_factory.mktemp("cwd"), pythonpath=site)
 
 
 def test_entry_point_plugin_components_listed(installed_listing: subprocess.CompletedProcess[str]) -> None:
@@ -188,7 +164,7 @@ def test_broken_entry_point_is_reported_and_the_rest_work(
 
 
 def test_plugins_command_lists_entry_points(site: Path, tmp_path: Path) -> None:
-    result = ganforge("plugins", "--json", cwd=tmp_path, pythonpath=site)
+    result = run_cli("plugins", "--json", cwd=tmp_path, pythonpath=site)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert "entry point" in rows["my_gan"]["source"] and "my-gan-plugin" in rows["my_gan"]["source"]
@@ -202,7 +178,7 @@ def test_installed_plugin_trains_without_plugins_list(site: Path, tmp_path: Path
     assert "plugins" not in tomllib.loads(recipe.read_text())
     overrides = set_options([*TINY_RUN, 'model.generator.type="tiny_conv"'])
     run_dir = ["--run-dir", str(tmp_path / "run")]
-    result = ganforge("run", recipe.name, *overrides, *run_dir, cwd=tmp_path, pythonpath=site)
+    result = run_cli("run", recipe.name, *overrides, *run_dir, cwd=tmp_path, pythonpath=site)
     assert result.returncode == 0, result.stderr
     resolved = tomllib.loads(assert_run_dir(tmp_path / "run"))
     generator = {"type": "tiny_conv", "in_channels": 3, "out_channels": 3, "width": 8}
@@ -215,7 +191,7 @@ def test_installed_plugin_trains_without_plugins_list(site: Path, tmp_path: Path
 def test_recipe_plugin_that_fails_to_import(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text('raise ImportError("no module named torch_magic")\n')
     recipe = write_recipe(tmp_path, plugins=["broken.py"], generator={"type": "resnet"}, cycle_loss=None)
-    result = ganforge("validate", recipe.name, cwd=tmp_path)
+    result = run_cli("validate", recipe.name, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -233,7 +209,7 @@ def test_duplicate_component_names_both_plugins(tmp_path: Path) -> None:
         "def register_generators(register):\n"
         '    register("resnet", build)\n'
     )
-    result = ganforge("list-components", "generator", "--plugin", "dup.py", cwd=tmp_path)
+    result = run_cli("list-components", "generator", "--plugin", "dup.py", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
