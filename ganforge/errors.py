@@ -15,6 +15,7 @@ class GanforgeError(Exception):
     """Base class: a message meant for a user, not a bug report."""
 
     exit_code = 1
+    label = "error"  # how the CLI leads each line
 
     def __init__(self, *lines: str) -> None:
         self.lines = [line for line in lines if line]

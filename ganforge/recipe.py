@@ -62,7 +62,10 @@ class OutputSection(_Section):
     root: str = Field("runs", description="Folder that holds one run directory per run.")
     sample_every: int = Field(1, ge=1, description="Epochs between sample grids.")
     n_samples: int = Field(4, ge=1, le=64, description="Fixed test images shown in each grid.")
-    checkpoint_every: int = Field(1, ge=1, description="Epochs between checkpoints.")
+    checkpoint_every: int = Field(1, ge=1, description="Epochs between kept epoch checkpoints.")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="Also rewrite checkpoints/latest.pt every this many steps."
+    )
     keep_last: int = Field(3, ge=1, description="Epoch checkpoints kept besides latest.pt.")
 
 

@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from torch import nn
 
-from ganforge.errors import PluginError, RecipeError, did_you_mean
+from ganforge.errors import GanforgeError, PluginError, RecipeError, did_you_mean
 
 #: Every kind of component, in the order ``list-components`` shows them.
 KINDS: tuple[str, ...] = (
@@ -101,7 +103,46 @@ class Resolved:
     params: Any
 
     def build(self, *args: Any, **kwargs: Any) -> Any:
-        return self.component.factory(self.params, *args, **kwargs)
+        """Call the factory; a factory that fails or returns the wrong kind of object is named."""
+        c = self.component
+        try:
+            built = c.factory(self.params, *args, **kwargs)
+        except GanforgeError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"{c.kind} '{c.name}' (plugin '{c.plugin}') failed to build: {type(exc).__name__}: {exc}"
+            ) from exc
+        expected, check = _RETURNS[c.kind]
+        if not check(built):
+            raise PluginError(
+                f"{c.kind} '{c.name}' (plugin '{c.plugin}') returned {type(built).__name__}, not {expected}"
+            )
+        return built
+
+
+def _is_training_model(obj: Any) -> bool:
+    from ganforge.engine.model import TrainingModel
+
+    return isinstance(obj, TrainingModel)
+
+
+def _has(*names: str) -> Callable[[Any], bool]:
+    return lambda obj: all(callable(getattr(obj, name, None)) for name in names)
+
+
+#: What each kind's factory must return: (description, check).
+_RETURNS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "generator": ("a torch.nn.Module", lambda obj: isinstance(obj, nn.Module)),
+    "discriminator": ("a torch.nn.Module", lambda obj: isinstance(obj, nn.Module)),
+    "loss": ("a callable loss", callable),
+    "buffer": ("a torch.nn.Module with query()", lambda obj: isinstance(obj, nn.Module) and _has("query")(obj)),
+    "optimizer": ("a torch.optim.Optimizer", lambda obj: isinstance(obj, torch.optim.Optimizer)),
+    "scheduler": ("a scheduler with step() and state_dict()", _has("step", "state_dict", "load_state_dict")),
+    "dataset": ("a dataset with __len__ and __getitem__", _has("__len__", "__getitem__")),
+    "model": ("a ganforge TrainingModel", _is_training_model),
+    "metric": ("a metric with update() and compute()", _has("update", "compute")),
+}
 
 
 class Registry:

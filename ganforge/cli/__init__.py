@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if _debug():
             traceback.print_exc()
         for line in exc.lines:
-            sys.stderr.write(f"error: {line}\n")
+            sys.stderr.write(f"{exc.label}: {line}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

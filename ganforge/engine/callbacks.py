@@ -151,26 +151,36 @@ class SampleGrids(Callback):
         trainer.model.train()
         image = sample_grid(rows)
         data = png_bytes(image)
-        trainer.run_dir.atomic_write(
-            f"{trainer.run_dir.SAMPLES}/epoch_{trainer.epoch:04d}.png", lambda f: f.write(data)
-        )
+        trainer.run_dir.atomic_write(f"{trainer.run_dir.SAMPLES}/epoch_{trainer.epoch:04d}.png", data)
 
 
 class Checkpoints(Callback):
-    """``checkpoints/epoch_NNNN.pt`` every ``every`` epochs, the last ``keep`` kept, ``latest.pt``."""
+    """``checkpoints/epoch_NNNN.pt`` every ``every`` epochs (the last ``keep`` kept) and ``latest.pt``.
+
+    With ``every_steps``, ``latest.pt`` is also rewritten every that many steps, so a killed run
+    loses at most that many steps. ``latest.pt`` always holds the newest state.
+    """
 
     PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
 
-    def __init__(self, every: int, keep: int) -> None:
+    def __init__(self, every: int, keep: int, every_steps: int | None = None) -> None:
         self.every = every
         self.keep = keep
+        self.every_steps = every_steps
+
+    def _step_due(self, trainer: Trainer) -> bool:
+        return self.every_steps is not None and trainer.step % self.every_steps == 0
+
+    def on_step_end(self, trainer: Trainer, losses: dict[str, float] | None) -> None:
+        if self._step_due(trainer) and trainer.position < trainer.steps_per_epoch:
+            trainer.save_checkpoint(f"{trainer.run_dir.CHECKPOINTS}/latest.pt")
 
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
-        if trainer.epoch % self.every and trainer.epoch != trainer.epochs:
-            return
-        trainer.save_checkpoint(f"{trainer.run_dir.CHECKPOINTS}/epoch_{trainer.epoch:04d}.pt")
-        trainer.run_dir.link(
-            f"{trainer.run_dir.CHECKPOINTS}/epoch_{trainer.epoch:04d}.pt",
-            f"{trainer.run_dir.CHECKPOINTS}/latest.pt",
-        )
-        trainer.run_dir.prune(trainer.run_dir.CHECKPOINTS, self.PATTERN, self.keep)
+        folder = trainer.run_dir.CHECKPOINTS
+        if trainer.epoch % self.every == 0 or trainer.epoch == trainer.epochs:
+            name = f"{folder}/epoch_{trainer.epoch:04d}.pt"
+            trainer.save_checkpoint(name)
+            trainer.run_dir.link(name, f"{folder}/latest.pt")
+            trainer.run_dir.prune(folder, self.PATTERN, self.keep)
+        elif self._step_due(trainer):
+            trainer.save_checkpoint(f"{folder}/latest.pt")

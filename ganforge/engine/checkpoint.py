@@ -22,21 +22,17 @@ FORMAT = "ganforge.checkpoint"
 FORMAT_VERSION = 1
 
 
-def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "torch": torch.get_rng_state(),
-        "loader": loader_generator.get_state(),
-    }
+def rng_state() -> dict[str, Any]:
+    """The global random states (the data order needs none: it is a function of seed and position)."""
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
-    loader_generator.set_state(state["loader"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -1,4 +1,9 @@
-"""The training engine: builds a run from a validated recipe and loops over epochs and steps."""
+"""The training engine: builds a run from a validated recipe and loops over epochs and steps.
+
+The position of a run is two counters, ``epoch`` (epochs completed) and ``step`` (steps completed);
+the data order is a function of the seed, the epoch and the position in it
+(:mod:`ganforge.data.sampling`), so a checkpoint taken at any step continues exactly.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,27 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ganforge import __version__
+from ganforge.data.sampling import EpochSampler, SeededItems
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
-from ganforge.engine.model import Optimizers, TrainingModel
+from ganforge.engine.model import Optimizers
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
-from ganforge.errors import CheckpointError, DatasetError, PluginError, TrainingError
+from ganforge.errors import CheckpointError, DatasetError, GanforgeError, TrainingError
 from ganforge.recipe import Recipe
+
+#: Exit codes of a run stopped by a signal (128 + signal number, as shells report them).
+SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class Stopped(GanforgeError):
+    """The run was asked to stop (SIGINT, SIGTERM) and saved a checkpoint first."""
+
+    label = "stopped"
+
+    def __init__(self, signal_name: str, line: str) -> None:
+        super().__init__(line)
+        self.exit_code = SIGNAL_EXIT_CODES.get(signal_name, 1)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -35,6 +54,19 @@ def _fixed_batch(dataset: Dataset, n: int) -> dict[str, torch.Tensor]:
     items = [dataset[i] for i in range(min(n, len(dataset)))]  # type: ignore[arg-type]
     keys = [k for k, v in items[0].items() if isinstance(v, torch.Tensor)]
     return {k: torch.stack([item[k] for item in items]) for k in keys}
+
+
+def _unwrap_worker_error(exc: GanforgeError) -> GanforgeError:
+    """An error raised in a DataLoader worker arrives with the worker's traceback as its message;
+    keep the original one-line message (the last line)."""
+    if "DataLoader worker" not in str(exc):
+        return exc
+    last = [line for line in str(exc).splitlines() if line.strip()][-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+    for p in (prefix, f"{type(exc).__name__}: "):
+        if last.startswith(p):
+            last = last[len(p) :]
+    return type(exc)(last)
 
 
 class Trainer:
@@ -55,6 +87,10 @@ class Trainer:
         self.epochs = train.epochs
         self.epoch = 0  # epochs completed
         self.step = 0  # steps completed
+        self.stop_requested: str | None = None
+        self._window: dict[str, torch.Tensor] = {}  # loss sums since the last log entry
+        self._window_steps = 0
+        self._totals: dict[str, torch.Tensor] = {}  # loss sums since the epoch began
 
         random.seed(recipe.seed)
         torch.manual_seed(recipe.seed)
@@ -62,8 +98,11 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         dataset = recipe.data.build("train")
-        if len(dataset) == 0:
-            raise DatasetError(f"data: the {recipe.data.type} training set is empty")
+        if len(dataset) < train.batch_size:
+            raise DatasetError(
+                f"data: the {recipe.data.type} training set has {len(dataset)} items, fewer than "
+                f"train.batch_size ({train.batch_size})"
+            )
         try:
             sample_set = recipe.data.build("test")
             if len(sample_set) == 0:
@@ -72,28 +111,21 @@ class Trainer:
             sample_set = dataset  # no test split: show training images
         self.sample_batch = _to_device(_fixed_batch(sample_set, recipe.output.n_samples), runtime.device)
 
-        self.loader_generator = torch.Generator().manual_seed(recipe.seed)
+        self.sampler = EpochSampler(len(dataset), recipe.seed)
         self.loader = DataLoader(
-            dataset,
+            SeededItems(dataset, recipe.seed),
             batch_size=train.batch_size,
-            shuffle=True,
-            drop_last=len(dataset) >= train.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
             num_workers=train.num_workers,
-            persistent_workers=train.num_workers > 0,
+            persistent_workers=False,  # the sampler restarts mid-epoch after a resume
             pin_memory=runtime.device.type == "cuda",
-            generator=self.loader_generator,
         )
-        self.steps_per_epoch = len(self.loader)
+        self.steps_per_epoch = len(dataset) // train.batch_size
         if train.max_iters_per_epoch is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, train.max_iters_per_epoch)
 
-        model = recipe.model.build(recipe.seed)
-        if not isinstance(model, TrainingModel):
-            raise PluginError(
-                f"model '{recipe.model.type}' (plugin '{recipe.model.resolved.component.plugin}') "
-                f"returned {type(model).__name__}, not a ganforge TrainingModel"
-            )
-        self.model = model.to(runtime.device)
+        self.model = recipe.model.build(recipe.seed).to(runtime.device)
         self.model.train()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
@@ -106,8 +138,17 @@ class Trainer:
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    @property
+    def position(self) -> int:
+        """Steps completed in the current epoch."""
+        return self.step - self.epoch * self.steps_per_epoch
+
     def learning_rates(self) -> dict[str, float]:
         return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+
+    def request_stop(self, signal_name: str) -> None:
+        """Ask the loop to save a checkpoint and stop at the next step boundary (signal-safe)."""
+        self.stop_requested = signal_name
 
     # ---------------------------------------------------------------------------------- the loop
 
@@ -120,39 +161,55 @@ class Trainer:
             cb.on_train_start(self)
         try:
             while self.epoch < self.epochs:
-                window: dict[str, torch.Tensor] = {}
-                totals: dict[str, torch.Tensor] = {}
-                window_steps = 0
-                for index, batch in enumerate(self.loader):
-                    if index >= self.steps_per_epoch:
-                        break
+                self.sampler.set_epoch(self.epoch, self.position * self.recipe.train.batch_size)
+                batches = iter(self.loader)
+                while self.position < self.steps_per_epoch:
+                    try:
+                        batch = next(batches)
+                    except GanforgeError as exc:
+                        raise _unwrap_worker_error(exc) from None
                     batch = _to_device(batch, self.runtime.device)
                     with self.runtime.autocast():
                         losses = self.model.train_step(batch, optimizers)
                     for name, value in losses.items():
                         value = value.detach().float()
-                        window[name] = window[name] + value if name in window else value
-                        totals[name] = totals[name] + value if name in totals else value
-                    window_steps += 1
+                        self._window[name] = self._window[name] + value if name in self._window else value
+                        self._totals[name] = self._totals[name] + value if name in self._totals else value
+                    self._window_steps += 1
                     self.step += 1
                     report = None
-                    if self.step % log_every == 0 or index + 1 == self.steps_per_epoch:
-                        report = self._read_losses(window, window_steps)
-                        window, window_steps = {}, 0
+                    if self.step % log_every == 0 or self.position == self.steps_per_epoch:
+                        report = self._mean_losses(self._window, self._window_steps)
+                        self._window, self._window_steps = {}, 0
                     for cb in self.callbacks:
                         cb.on_step_end(self, report)
+                    if self.stop_requested is not None and self.position < self.steps_per_epoch:
+                        self._stop()
+                del batches
                 self.epoch += 1
                 for scheduler in self.schedulers.values():
                     scheduler.step()
-                epoch_losses = self._read_losses(totals, self.steps_per_epoch)
+                epoch_losses = self._mean_losses(self._totals, self.steps_per_epoch)
+                self._totals = {}
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch_losses)
+                if self.stop_requested is not None and self.epoch < self.epochs:
+                    self._stop()
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         return epoch_losses
 
-    def _read_losses(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+    def _stop(self) -> None:
+        signal_name = self.stop_requested or "stop"
+        self.save_checkpoint(f"{self.run_dir.CHECKPOINTS}/latest.pt")
+        raise Stopped(
+            signal_name,
+            f"{signal_name} at step {self.step} (epoch {self.epoch + 1}/{self.epochs}); "
+            f"checkpoint saved; resume with: ganforge run --resume {self.run_dir.path}",
+        )
+
+    def _mean_losses(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
         """Mean losses as floats (one device synchronisation); a NaN or Inf stops the run."""
         if not sums:
             return {}
@@ -161,8 +218,8 @@ class Trainer:
         for name, value in losses.items():
             if not math.isfinite(value):
                 raise TrainingError(
-                    f"loss {name} became {value} at step {self.step} (epoch {self.epoch + 1}); "
-                    "stopped without saving: the last checkpoint holds the last good weights"
+                    f"loss {name} became {value} by step {self.step} (epoch {self.epoch + 1}); stopped "
+                    "without saving, so the last checkpoint holds the last good weights"
                 )
         return losses
 
@@ -176,20 +233,43 @@ class Trainer:
             "recipe": self.recipe.to_dict(),
             "epoch": self.epoch,
             "step": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
             "model": self.model.state_dict(),
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
-            "rng": rng_state(self.loader_generator),
+            "epoch_loss_sums": {k: v.cpu() for k, v in self._totals.items()},
+            "rng": rng_state(),
         }
 
-    def save_checkpoint(self, relative: str) -> Path | None:
+    def checkpoint_bytes(self) -> bytes:
+        """The serialised checkpoint, after checking that nothing in it is NaN or Inf."""
+        self._mean_losses(self._totals, 1)
+        for name, param in self.model.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise TrainingError(
+                    f"parameter {name} holds NaN or Inf at step {self.step}; not saved, so the last "
+                    "checkpoint still holds the last good weights"
+                )
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
-        data = buffer.getvalue()
-        return self.run_dir.atomic_write(relative, lambda f: f.write(data))
+        return buffer.getvalue()
+
+    def save_checkpoint(self, relative: str) -> Path | None:
+        return self.run_dir.atomic_write(relative, self.checkpoint_bytes())
+
+    def estimated_checkpoint_bytes(self) -> int:
+        """Model state plus two optimizer moments per parameter (Adam's), before any step was taken."""
+        state = sum(t.numel() * t.element_size() for t in self.model.state_dict().values() if torch.is_tensor(t))
+        params = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return state + 2 * params
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Continue from ``state`` (read by :func:`ganforge.engine.checkpoint.load_checkpoint`)."""
+        if state.get("steps_per_epoch") != self.steps_per_epoch:
+            raise CheckpointError(
+                f"{source}: the checkpoint's run had {state.get('steps_per_epoch')} steps per epoch, "
+                f"this one has {self.steps_per_epoch}; data or batch size changed"
+            )
         if set(state["optimizers"]) != set(self.optimizers):
             raise CheckpointError(
                 f"{source}: optimizer groups {sorted(state['optimizers'])} do not match this "
@@ -197,16 +277,18 @@ class Trainer:
             )
         try:
             self.model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
+        except (RuntimeError, GanforgeError) as exc:
+            first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{source}: weights do not fit this recipe's model: {first}") from None
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
-        set_rng_state(state["rng"], self.loader_generator)
+        set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
+        device = self.runtime.device
+        self._totals = {k: v.to(device) for k, v in state["epoch_loss_sums"].items()}
 
 
 def describe_run(trainer: Trainer) -> str:
@@ -215,4 +297,3 @@ def describe_run(trainer: Trainer) -> str:
         f"{trainer.recipe.model.type} model, {n_params / 1e6:.2f} M parameters, "
         f"{trainer.steps_per_epoch} steps/epoch x {trainer.epochs} epochs on {trainer.runtime.device}"
     )
-
