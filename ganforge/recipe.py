@@ -32,14 +32,14 @@ class _Section(BaseModel):
 
 
 class TrainSection(_Section):
-    epochs: int = Field(ge=1, description="Number of passes over the training set.")
-    batch_size: int = Field(1, ge=1, description="Images per domain in one training step.")
+    epochs: int = Field(ge=1, le=1_000_000, description="Number of passes over the training set.")
+    batch_size: int = Field(1, ge=1, le=65_536, description="Images per domain in one training step.")
     max_iters_per_epoch: int | None = Field(
         None, ge=1, description="Stop each epoch after this many steps (default: the whole set)."
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast.")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: int = Field(0, ge=0, le=512, description="DataLoader worker processes.")
     log_every: int = Field(10, ge=1, description="Steps between loss log entries.")
     deterministic: bool = Field(False, description="Ask torch for deterministic algorithms.")
     optimizer: ComponentSpec = Field(

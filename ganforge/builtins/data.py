@@ -15,8 +15,8 @@ from ganforge.registry import Params
 
 class SyntheticScenesParams(Params):
     size: int = Field(64, ge=16, le=1024, description="Image side in pixels.")
-    length: int = Field(200, ge=1, description="Training images per domain (one epoch).")
-    test_length: int = Field(16, ge=1, description="Test pairs.")
+    length: int = Field(200, ge=1, le=10_000_000, description="Training images per domain (one epoch).")
+    test_length: int = Field(16, ge=1, le=10_000_000, description="Test pairs.")
     seed: int = Field(0, ge=0, description="Seed of the scenes (independent of the run's seed).")
     min_shapes: int = Field(2, ge=1, le=16, description="Fewest shapes in a scene.")
     max_shapes: int = Field(4, ge=1, le=16, description="Most shapes in a scene.")
@@ -45,8 +45,8 @@ class UnpairedFolderParams(Params):
     preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = Field(
         "resize_and_crop", description="How images are brought to crop_size."
     )
-    load_size: int = Field(286, ge=4, description="Size images are scaled to before cropping.")
-    crop_size: int = Field(256, ge=4, description="Side of the crop fed to the networks.")
+    load_size: int = Field(286, ge=4, le=16_384, description="Size images are scaled to before cropping.")
+    crop_size: int = Field(256, ge=4, le=16_384, description="Side of the crop fed to the networks.")
     flip: bool = Field(True, description="Random horizontal flips while training.")
 
     @model_validator(mode="after")

@@ -36,6 +36,11 @@ def build_app() -> typer.Typer:
     return app
 
 
+def printable(text: str) -> str:
+    """Escape control characters (a user's value may hold a newline), so one error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _debug() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
@@ -47,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if _debug():
             traceback.print_exc()
         for line in exc.lines:
-            sys.stderr.write(f"{exc.label}: {line}\n")
+            sys.stderr.write(f"{exc.label}: {printable(line)}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -51,11 +51,11 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 class ResnetParams(Params):
     """Parameters of the ResNet generator."""
 
-    in_channels: int = Field(3, ge=1, description="Channels of the input images.")
-    out_channels: int = Field(3, ge=1, description="Channels of the output images.")
-    ngf: int = Field(64, ge=1, description="Filters in the first convolution (doubled per down-sampling).")
+    in_channels: int = Field(3, ge=1, le=64, description="Channels of the input images.")
+    out_channels: int = Field(3, ge=1, le=64, description="Channels of the output images.")
+    ngf: int = Field(64, ge=1, le=1024, description="Filters in the first convolution (doubled per down-sampling).")
     n_blocks: int = Field(
-        9, ge=0, description="Residual blocks at the bottleneck (paper: 6 for 128 px, 9 for 256 px and up)."
+        9, ge=0, le=64, description="Residual blocks at the bottleneck (paper: 6 for 128 px, 9 for 256 px and up)."
     )
     upsample: Literal["transpose", "resize_conv"] = Field(
         "transpose",
@@ -160,12 +160,12 @@ def build_resnet(params: ResnetParams) -> ResnetGenerator:
 class PatchGANParams(Params):
     """Parameters of the PatchGAN discriminator."""
 
-    in_channels: int = Field(3, ge=1, description="Channels of the input images.")
+    in_channels: int = Field(3, ge=1, le=64, description="Channels of the input images.")
     ndf: int = Field(
-        64, ge=1, description="Filters in the first convolution (doubled per layer, at most 8x)."
+        64, ge=1, le=1024, description="Filters in the first convolution (doubled per layer, at most 8x)."
     )
     n_layers: int = Field(
-        3, ge=1, description="Strided convolutions; 3 gives the 70x70 PatchGAN of the paper."
+        3, ge=1, le=8, description="Strided convolutions; 3 gives the 70x70 PatchGAN of the paper."
     )
     init_std: float = Field(0.02, ge=0, description="Standard deviation of the normal weight initialisation.")
 

@@ -19,7 +19,7 @@ from ganforge.registry import Params
 class HistoryPoolParams(Params):
     """Parameters of the history pool."""
 
-    size: int = Field(50, ge=0, description="Images kept (paper: 50); 0 disables the pool.")
+    size: int = Field(50, ge=0, le=100_000, description="Images kept (paper: 50); 0 disables the pool.")
     p_swap: float = Field(
         0.5,
         ge=0,

@@ -13,9 +13,9 @@ from ganforge.registry import Params
 class LinearDecayParams(Params):
     """Parameters of the linear-decay schedule."""
 
-    constant_epochs: int = Field(100, ge=0, description="Epochs at the initial learning rate (paper: 100).")
+    constant_epochs: int = Field(100, ge=0, le=1_000_000, description="Epochs at the initial learning rate (paper: 100).")
     decay_epochs: int = Field(
-        100, ge=1, description="Epochs over which the rate decays linearly to zero (paper: 100)."
+        100, ge=1, le=1_000_000, description="Epochs over which the rate decays linearly to zero (paper: 100)."
     )
 
 
