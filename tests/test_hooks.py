@@ -157,3 +157,31 @@ def test_plugin_adds_a_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"hello": "gan"}
     assert "hello" in run_cli("--help", pythonpath=tmp_path).stdout
+
+
+def test_factories_that_fail_or_return_the_wrong_thing_are_named(tmp_path):
+    plugin = write_plugin(
+        tmp_path,
+        "odd",
+        '''
+        def not_a_module(params):
+            """Returns a string."""
+            return "a generator, honestly"
+
+        def broken(params):
+            """Raises."""
+            raise ValueError("bad weights")
+
+        @hookimpl
+        def register_generators(register):
+            register("stringy", not_a_module)
+            register("broken", broken)
+        ''',
+    )
+    registries = collect_registries(make_plugin_manager([plugin]))
+    with pytest.raises(PluginError) as info:
+        registries.resolve("generator", {"type": "stringy"}, "model.generator").build()
+    assert str(info.value) == f"generator 'stringy' (plugin '{plugin}') returned str, not a torch.nn.Module"
+    with pytest.raises(PluginError) as info:
+        registries.resolve("generator", {"type": "broken"}, "model.generator").build()
+    assert str(info.value) == f"generator 'broken' (plugin '{plugin}') failed to build: ValueError: bad weights"
