@@ -38,7 +38,12 @@ class TrainSection(_Section):
         None, ge=1, description="Stop each epoch after this many steps (default: the whole set)."
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp32; bf16 autocast (CPU, CUDA); fp16 autocast with a gradient scaler (CUDA)."
+    )
+    channels_last: bool = Field(False, description="Keep images and weights in channels-last memory format.")
+    compile: bool = Field(False, description="torch.compile the model's networks.")
+    cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")
     num_workers: int = Field(0, ge=0, le=512, description="DataLoader worker processes.")
     log_every: int = Field(10, ge=1, description="Steps between loss log entries.")
     deterministic: bool = Field(False, description="Ask torch for deterministic algorithms.")

@@ -7,7 +7,9 @@ see the traceback as well.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ DEBUG_ENV = "GANFORGE_DEBUG"
 
 
 def build_app() -> typer.Typer:
-    from ganforge.cli import components, run
+    """The root app: every module of this package with a ``register(app)`` adds its commands."""
     from ganforge.plugins import make_plugin_manager
 
     app = typer.Typer(
@@ -30,8 +32,11 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
-    run.register(app)
-    components.register(app)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(app)
     make_plugin_manager().manager.hook.register_commands(app=app)
     return app
 
