@@ -15,8 +15,11 @@ class Optimizers:
     distributed reductions without touching any model.
     """
 
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    def __init__(
+        self, optimizers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler | None = None
+    ) -> None:
         self._optimizers = optimizers
+        self.scaler = scaler
 
     def __getitem__(self, name: str) -> torch.optim.Optimizer:
         return self._optimizers[name]
@@ -28,8 +31,17 @@ class Optimizers:
         """Zero the group's gradients, backpropagate ``loss`` and take one optimizer step."""
         optimizer = self._optimizers[name]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)  # skipped when the scaled gradients hold Inf/NaN
+
+    def end_step(self) -> None:
+        """Called by the engine once per training step, after the model's updates."""
+        if self.scaler is not None:
+            self.scaler.update()
 
 
 class TrainingModel(nn.Module):
@@ -38,6 +50,10 @@ class TrainingModel(nn.Module):
     A model holds its networks (and anything else with state, such as image pools) as submodules,
     so that ``state_dict()`` is everything a resume needs from it.
     """
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks (compiled when the recipe asks); by default every child with parameters."""
+        return {name: m for name, m in self.named_children() if any(True for _ in m.parameters())}
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimizer name; the engine builds one optimizer (and schedule) per group."""

@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -20,6 +21,8 @@ from ganforge.errors import GanforgeError
 class Runtime:
     device: torch.device
     precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
     rank: int = 0
     world_size: int = 1
 
@@ -33,8 +36,33 @@ class Runtime:
         if self.precision == "fp32":
             yield
             return
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype):
             yield
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not."""
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    def prepare_model(self, model: torch.nn.Module, networks: dict[str, torch.nn.Module]) -> torch.nn.Module:
+        """Move ``model`` to the device and memory format; compile ``networks`` in place if asked."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.compile:
+            for net in networks.values():
+                net.compile()  # in place: state_dict keys stay as they are
+        return model
+
+    def prepare_batch(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            batch = batch.to(self.device, non_blocking=True)
+            if self.channels_last and batch.dim() == 4:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            return batch
+        if isinstance(batch, dict):
+            return {k: self.prepare_batch(v) for k, v in batch.items()}
+        return batch
 
 
 def select_device(name: str) -> torch.device:
@@ -55,10 +83,16 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def make_runtime(device: str, precision: str) -> Runtime:
+def make_runtime(train: Any) -> Runtime:
+    """The runtime for a recipe's ``[train]`` section."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:
         raise GanforgeError(
             f"WORLD_SIZE={world_size}: distributed training is not supported yet; run one process"
         )
-    return Runtime(select_device(device), precision)
+    device = select_device(train.device)
+    if train.precision == "fp16" and device.type != "cuda":
+        raise GanforgeError(f"train.precision: 'fp16' needs a CUDA device (this run is on {device}); use 'bf16' or 'fp32'")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = train.cudnn_benchmark
+    return Runtime(device, train.precision, channels_last=train.channels_last, compile=train.compile)

@@ -41,14 +41,6 @@ class Stopped(GanforgeError):
         self.exit_code = SIGNAL_EXIT_CODES.get(signal_name, 1)
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
 def _fixed_batch(dataset: Dataset, n: int) -> dict[str, torch.Tensor]:
     """The first ``n`` items of ``dataset`` stacked (the images every sample grid shows)."""
     items = [dataset[i] for i in range(min(n, len(dataset)))]  # type: ignore[arg-type]
@@ -109,7 +101,7 @@ class Trainer:
                 raise DatasetError("empty test split")
         except DatasetError:
             sample_set = dataset  # no test split: show training images
-        self.sample_batch = _to_device(_fixed_batch(sample_set, recipe.output.n_samples), runtime.device)
+        self.sample_batch = runtime.prepare_batch(_fixed_batch(sample_set, recipe.output.n_samples))
 
         self.sampler = EpochSampler(len(dataset), recipe.seed)
         self.loader = DataLoader(
@@ -125,7 +117,8 @@ class Trainer:
         if train.max_iters_per_epoch is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, train.max_iters_per_epoch)
 
-        self.model = recipe.model.build(recipe.seed).to(runtime.device)
+        model = recipe.model.build(recipe.seed)
+        self.model = runtime.prepare_model(model, model.networks())
         self.model.train()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
@@ -133,6 +126,7 @@ class Trainer:
             optimizer = recipe.train.optimizer.build(list(params))
             self.optimizers[name] = optimizer
             self.schedulers[name] = recipe.train.scheduler.build(optimizer, self.epochs)
+        self.scaler = runtime.grad_scaler()
 
     @property
     def total_steps(self) -> int:
@@ -154,7 +148,7 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         """Train until ``train.epochs`` are done; return the last epoch's mean losses."""
-        optimizers = Optimizers(self.optimizers)
+        optimizers = Optimizers(self.optimizers, self.scaler)
         log_every = self.recipe.train.log_every
         epoch_losses: dict[str, float] = {}
         for cb in self.callbacks:
@@ -168,9 +162,10 @@ class Trainer:
                         batch = next(batches)
                     except GanforgeError as exc:
                         raise _unwrap_worker_error(exc) from None
-                    batch = _to_device(batch, self.runtime.device)
+                    batch = self.runtime.prepare_batch(batch)
                     with self.runtime.autocast():
                         losses = self.model.train_step(batch, optimizers)
+                    optimizers.end_step()
                     for name, value in losses.items():
                         value = value.detach().float()
                         self._window[name] = self._window[name] + value if name in self._window else value
@@ -238,6 +233,7 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "epoch_loss_sums": {k: v.cpu() for k, v in self._totals.items()},
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_state(),
         }
 
@@ -284,6 +280,8 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
