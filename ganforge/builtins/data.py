@@ -1,4 +1,4 @@
-"""Built-in datasets: synthetic scenes (no download) and unpaired image folders."""
+"""Built-in datasets: synthetic scenes (no download) and image folders (unpaired, paired, single)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ganforge.data.folders import Preprocess, UnpairedFolders
+from ganforge.data.folders import OnCorrupt, PairedFolder, Preprocess, SingleFolder, UnpairedFolders
 from ganforge.data.synthetic import SyntheticScenes
 from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import Params
@@ -40,29 +40,83 @@ def build_synthetic_scenes(params: SyntheticScenesParams, split: str) -> Synthet
     )
 
 
-class UnpairedFolderParams(Params):
-    root: str = Field(description="Folder holding trainA/ trainB/ testA/ testB/ (relative to the working directory).")
+class FolderParams(Params):
+    """What every image-folder dataset shares: where, how images are brought to size, unreadable files."""
+
+    root: str = Field(description="Dataset folder (relative to the working directory).")
     preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = Field(
         "resize_and_crop", description="How images are brought to crop_size."
     )
     load_size: int = Field(286, ge=4, le=16_384, description="Size images are scaled to before cropping.")
     crop_size: int = Field(256, ge=4, le=16_384, description="Side of the crop fed to the networks.")
     flip: bool = Field(True, description="Random horizontal flips while training.")
+    on_corrupt: OnCorrupt = Field(
+        "error",
+        description="An unreadable image: 'error' stops naming the file; 'skip' uses the next image and "
+        "logs a warning with a running count.",
+    )
 
     @model_validator(mode="after")
-    def _check_sizes(self) -> UnpairedFolderParams:
+    def _check_sizes(self) -> FolderParams:
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
             raise ValueError(f"crop_size ({self.crop_size}) is larger than load_size ({self.load_size})")
         return self
 
 
+class UnpairedFolderParams(FolderParams):
+    root: str = Field(
+        description="Folder holding trainA/ trainB/ testA/ testB/ (relative to the working directory)."
+    )
+
+
+class PairedFolderParams(FolderParams):
+    root: str = Field(
+        description="Folder holding train/ and test/ of A|B images side by side (relative to the working "
+        "directory)."
+    )
+    direction: Literal["AtoB", "BtoA"] = Field(
+        "AtoB", description="AtoB: the left half is A; BtoA: the right half is."
+    )
+    test_folder: str = Field(
+        "test",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Subfolder of the test split (some sets only have val/).",
+    )
+
+
+class SingleFolderParams(FolderParams):
+    root: str = Field(
+        description="Folder of images, searched recursively (relative to the working directory)."
+    )
+    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = Field(
+        "none", description="How images are brought to crop_size ('none': whole images, sides rounded to 4)."
+    )
+    flip: bool = Field(False, description="Random horizontal flips for the train split.")
+
+
+def _preprocess(params: FolderParams, split: str) -> Preprocess:
+    return Preprocess(params.preprocess, params.load_size, params.crop_size, params.flip, split == "train")
+
+
 def build_unpaired_folder(params: UnpairedFolderParams, split: str) -> UnpairedFolders:
     """Unpaired images in the reference layout (trainA/ trainB/ testA/ testB/)."""
-    transform = Preprocess(params.preprocess, params.load_size, params.crop_size, params.flip, split == "train")
-    return UnpairedFolders(Path(params.root), split, transform)
+    return UnpairedFolders(Path(params.root), split, _preprocess(params, split), params.on_corrupt)
+
+
+def build_paired_folder(params: PairedFolderParams, split: str) -> PairedFolder:
+    """Aligned pairs, A|B side by side in one image (pix2pix layout: root/train/, root/test/)."""
+    folder = Path(params.root) / (params.test_folder if split == "test" else split)
+    return PairedFolder(folder, _preprocess(params, split), params.direction, params.on_corrupt)
+
+
+def build_single_folder(params: SingleFolderParams, split: str) -> SingleFolder:
+    """One folder of images as domain A only (input for translation; both splits read it)."""
+    return SingleFolder(Path(params.root), _preprocess(params, split), params.on_corrupt)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     register("synthetic_scenes", build_synthetic_scenes, params=SyntheticScenesParams)
     register("unpaired_folder", build_unpaired_folder, params=UnpairedFolderParams)
+    register("paired_folder", build_paired_folder, params=PairedFolderParams)
+    register("single_folder", build_single_folder, params=SingleFolderParams)

@@ -1,9 +1,23 @@
-"""Unpaired image folders in the reference layout: ``trainA/ trainB/ testA/ testB/`` under a root."""
+"""Image folders: unpaired (``trainA/ trainB/ testA/ testB/``), paired (A|B side by side) and single.
+
+Every image is opened as 8-bit RGB (greyscale, palette, RGBA and 16-bit files are converted) and goes
+through :class:`Preprocess`, the reference implementation's preprocessing. Random choices (crops,
+flips, the B image of an unpaired item) use torch's global generator, which the engine seeds per item
+(:mod:`ganforge.data.sampling`), so an item does not depend on the worker that loads it.
+
+An unreadable image (corrupt, truncated, not an image) is an error naming the file, or, with
+``on_corrupt="skip"``, is replaced by the next readable image of its folder and reported on stderr with
+a running count shared by all DataLoader workers.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -12,36 +26,95 @@ from ganforge.errors import DatasetError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
-#: Where the CycleGAN authors serve their datasets as ``<name>.zip``.
-OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+#: Where the CycleGAN authors serve their datasets, as ``<base>/<name>.zip``.
+OFFICIAL_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
+OFFICIAL_URL = OFFICIAL_BASE_URL + "/{name}.zip"
+
+#: The archives on that server (CycleGAN's list; ``ganforge fetch --list``).
+OFFICIAL_DATASETS: tuple[str, ...] = (
+    "apple2orange",
+    "summer2winter_yosemite",
+    "horse2zebra",
+    "monet2photo",
+    "cezanne2photo",
+    "ukiyoe2photo",
+    "vangogh2photo",
+    "maps",
+    "cityscapes",
+    "facades",
+    "iphone2dslr_flower",
+    "ae_photos",
+    "mini",
+    "mini_pix2pix",
+    "mini_colorization",
+    "grumpifycat",
+)
+
+OnCorrupt = Literal["error", "skip"]
+
+
+# ----------------------------------------------------------------------------------------- finding
 
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted; extensions in any case."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    found = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder).parts
+        if any(part.startswith(".") or part == "__MACOSX" for part in relative):
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(path)
+    return sorted(found)
 
 
 def how_to_get(root: Path) -> str:
-    name = root.name or "<name>"
+    name = root.name
+    if name not in OFFICIAL_DATASETS:
+        return "expected folders trainA/ trainB/ testA/ testB/ (ganforge fetch --list: the official datasets)"
     return (
-        f"get it with: curl -LO {OFFICIAL_URL.format(name=name)} && unzip {name}.zip -d {root.parent} "
-        "(folders trainA/ trainB/ testA/ testB/)"
+        f"get it with: ganforge fetch {name} --root {root.parent} "
+        f"(or curl -LO {OFFICIAL_URL.format(name=name)} && unzip {name}.zip -d {root.parent}; "
+        "folders trainA/ trainB/ testA/ testB/)"
     )
+
+
+def _extensions() -> str:
+    return ", ".join(sorted(IMAGE_EXTENSIONS))
+
+
+def image_folder(folder: Path, what: str) -> list[Path]:
+    """The images in ``folder``; a missing folder or one without images is a :class:`DatasetError`."""
+    if not folder.is_dir():
+        kind = "is not a folder" if folder.exists() else "not found"
+        raise DatasetError(f"data.root: {what} {folder} {kind} (absolute: {folder.resolve()})")
+    images = list_images(folder)
+    if not images:
+        raise DatasetError(f"data.root: {what} {folder} holds no images ({_extensions()}, in any case)")
+    return images
 
 
 def find_domain_folders(root: Path, split: str) -> tuple[list[Path], list[Path]]:
     if not root.is_dir():
-        raise DatasetError(f"data.root: dataset folder {root} not found (absolute: {root.resolve()}); {how_to_get(root)}")
+        raise DatasetError(
+            f"data.root: dataset folder {root} not found (absolute: {root.resolve()}); {how_to_get(root)}"
+        )
     found = []
     for domain in ("A", "B"):
         folder = root / f"{split}{domain}"
         if not folder.is_dir():
-            raise DatasetError(f"data.root: {folder} not found; expected {split}A/ and {split}B/ in {root}; {how_to_get(root)}")
+            raise DatasetError(
+                f"data.root: {folder} not found; expected {split}A/ and {split}B/ in {root}; "
+                + how_to_get(root)
+            )
         images = list_images(folder)
         if not images:
-            raise DatasetError(f"data.root: {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise DatasetError(f"data.root: {folder} holds no images ({_extensions()}, in any case)")
         found.append(images)
     return found[0], found[1]
+
+
+# ----------------------------------------------------------------------------------------- reading
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -49,21 +122,94 @@ def load_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
                 image = image.point(lambda v: v / 256).convert("L")
+            elif image.mode == "F":
+                image = image.convert("L")
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read image: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DatasetError(f"{path}: cannot read image: {reason}") from None
+
+
+class SkipLog:
+    """Counts images skipped as unreadable; the count is shared with DataLoader worker processes.
+
+    Each skip prints one ``warning:`` line on stderr with the file, the reason and the running count.
+    """
+
+    def __init__(self) -> None:
+        self._count = multiprocessing.Value("q", 0)
+
+    @property
+    def count(self) -> int:
+        return int(self._count.value)
+
+    def record(self, path: Path, reason: str) -> int:
+        with self._count.get_lock():
+            self._count.value += 1
+            n = int(self._count.value)
+        sys.stderr.write(
+            f'warning: skipped {path}: {reason} (on_corrupt = "skip"; {n} image(s) skipped so far)\n'
+        )
+        sys.stderr.flush()
+        return n
+
+
+class ImageReader:
+    """Reads the ``index``-th image of a list with the ``on_corrupt`` policy.
+
+    ``"error"``: an unreadable file raises :class:`DatasetError` naming it. ``"skip"``: the file is
+    logged (:class:`SkipLog`), remembered as bad in this process, and the next image of the list is
+    read instead; a list with no readable image left is an error.
+    """
+
+    def __init__(self, on_corrupt: OnCorrupt) -> None:
+        if on_corrupt not in ("error", "skip"):
+            raise ValueError(f"on_corrupt must be 'error' or 'skip', not {on_corrupt!r}")
+        self.on_corrupt = on_corrupt
+        self.skips = SkipLog()
+        self._bad: set[Path] = set()  # per process: a worker warns once per file
+
+    def read(self, paths: list[Path], index: int) -> tuple[Path, Image.Image]:
+        n = len(paths)
+        for step in range(n):
+            path = paths[(index + step) % n]
+            if path in self._bad:
+                continue
+            try:
+                return path, load_rgb(path)
+            except DatasetError as exc:
+                if self.on_corrupt == "error":
+                    raise DatasetError(
+                        f'{exc}; set data.on_corrupt = "skip" to skip unreadable images'
+                    ) from None
+                self._bad.add(path)
+                self.skips.record(path, str(exc).removeprefix(f"{path}: "))
+        raise DatasetError(f"data.root: none of the {n} images in {paths[0].parent} can be read")
+
+
+# ------------------------------------------------------------------------------------ preprocessing
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
 class Preprocess:
     """The reference preprocessing on PIL images; at test time crops are centred and nothing is flipped.
 
-    Plain PIL and torch (torchvision's transforms would add seconds to every start-up for the same few
-    operations). Random choices use torch's generator, which the DataLoader seeds per worker.
+    ``resize_and_crop``: resize to ``load_size`` square, crop ``crop_size``; ``crop``: crop only;
+    ``scale_width``: width to ``load_size``, keeping the aspect ratio (height at least ``crop_size``);
+    ``scale_width_and_crop``: that, then crop; ``none``: as it is. Sides are then rounded to multiples
+    of 4 (the generator's two stride-2 stages need it) and the image is flipped left-right half the
+    time if ``flip`` (training only).
+
+    Plain PIL and numpy (torchvision's transforms would add seconds to every start-up for the same few
+    operations). Random choices use torch's global generator.
     """
 
     def __init__(self, preprocess: str, load_size: int, crop_size: int, flip: bool, train: bool) -> None:
+        if preprocess not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, not {preprocess!r}")
         self.preprocess = preprocess
         self.load_size = load_size
         self.crop_size = crop_size
@@ -81,19 +227,43 @@ class Preprocess:
         image = _round_to_4(image)
         if self.flip and bool(torch.rand(()) < 0.5):
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-        return array.view(image.height, image.width, 3).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        return to_tensor(image)
 
     def _crop(self, image: Image.Image, size: int) -> Image.Image:
         w, h = image.size
         if w < size or h < size:
-            raise DatasetError(f"image of {w}x{h} px is smaller than crop_size {size}")
+            raise DatasetError(
+                f"image of {w}x{h} px is smaller than crop_size {size} (preprocess {self.preprocess!r}); "
+                "use a smaller crop_size or preprocess 'resize_and_crop'"
+            )
         if self.train:
             left = int(torch.randint(w - size + 1, ()))
             top = int(torch.randint(h - size + 1, ()))
         else:
             left, top = (w - size) // 2, (h - size) // 2
         return image.crop((left, top, left + size, top + size))
+
+    def same_for_both(self, a: Image.Image, b: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocess a pair with the same random crop and flip (paired data stays aligned)."""
+        state = torch.get_rng_state()
+        out_a = self(a)
+        after = torch.get_rng_state()
+        torch.set_rng_state(state)
+        out_b = self(b)
+        torch.set_rng_state(after)
+        return out_a, out_b
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB image -> ``(3, H, W)`` float32 in [-1, 1].
+
+    In numpy, single-threaded: torch's intra-op threads would spin on a busy CPU, which made this
+    step 40 times slower in the main process (``num_workers = 0``) of a machine shared with other jobs.
+    """
+    array = np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
+    array /= 127.5
+    array -= 1.0
+    return torch.from_numpy(array)
 
 
 def _scale_width(image: Image.Image, target_width: int, crop_size: int) -> Image.Image:
@@ -111,21 +281,110 @@ def _round_to_4(image: Image.Image) -> Image.Image:
     return image if (nw, nh) == (w, h) else image.resize((nw, nh), Image.Resampling.BICUBIC)
 
 
+def _transform(transform: Preprocess, path: Path, image: Image.Image) -> torch.Tensor:
+    try:
+        return transform(image)
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------- datasets
+
+
 class UnpairedFolders(Dataset):
     """Item i: the i-th A image and a B image drawn at random (as the reference's unaligned data)."""
 
-    def __init__(self, root: Path, split: str, transform: Preprocess) -> None:
+    paired = False  # items are not true pairs (what evaluation asks before pairwise metrics)
+
+    def __init__(
+        self, root: Path, split: str, transform: Preprocess, on_corrupt: OnCorrupt = "error"
+    ) -> None:
         self.split = split
         self.a, self.b = find_domain_folders(root, split)
         self.transform = transform
+        self.reader = ImageReader(on_corrupt)
 
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
 
+    @property
+    def domain_sizes(self) -> dict[str, int]:
+        """Distinct images per domain (the smaller domain repeats up to the larger's length)."""
+        return {"A": len(self.a), "B": len(self.b)}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        path_a = self.a[index % len(self.a)]
         if self.split == "train":
-            path_b = self.b[int(torch.randint(len(self.b), ()))]
+            index_b = int(torch.randint(len(self.b), ()))
         else:
-            path_b = self.b[index % len(self.b)]
-        return {"A": self.transform(load_rgb(path_a)), "B": self.transform(load_rgb(path_b))}
+            index_b = index % len(self.b)
+        path_a, image_a = self.reader.read(self.a, index % len(self.a))
+        path_b, image_b = self.reader.read(self.b, index_b)
+        return {
+            "A": _transform(self.transform, path_a, image_a),
+            "B": _transform(self.transform, path_b, image_b),
+        }
+
+
+class PairedFolder(Dataset):
+    """Aligned pairs stored side by side (A left, B right) in ``root/<split>/``, as pix2pix data comes.
+
+    Both halves get the same crop and flip. ``direction="BtoA"`` swaps them.
+    """
+
+    paired = True  # every item is a true pair
+
+    def __init__(
+        self,
+        folder: Path,
+        transform: Preprocess,
+        direction: Literal["AtoB", "BtoA"] = "AtoB",
+        on_corrupt: OnCorrupt = "error",
+    ) -> None:
+        root = folder.parent
+        if not root.is_dir():
+            raise DatasetError(f"data.root: dataset folder {root} not found (absolute: {root.resolve()})")
+        if not folder.is_dir():
+            subfolders = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())
+            raise DatasetError(
+                f"data.root: {folder} not found; {root} holds {', '.join(subfolders) or 'no folders'} "
+                "(paired data: root/train/, root/test/ with A|B side by side in each image)"
+            )
+        self.paths = image_folder(folder, "paired image folder")
+        self.transform = transform
+        self.direction = direction
+        self.reader = ImageReader(on_corrupt)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        path, image = self.reader.read(self.paths, index)
+        w, h = image.size
+        half = w // 2
+        if half < 1:
+            raise DatasetError(f"{path}: image of {w}x{h} px is too narrow to hold two images side by side")
+        left = image.crop((0, 0, half, h))
+        right = image.crop((half, 0, 2 * half, h))
+        try:
+            a, b = self.transform.same_for_both(left, right)
+        except DatasetError as exc:
+            raise DatasetError(f"{path} (each half): {exc}") from None
+        return {"A": a, "B": b} if self.direction == "AtoB" else {"A": b, "B": a}
+
+
+class SingleFolder(Dataset):
+    """The images of one folder (recursively) as items ``{"A": image}``: input for translation only."""
+
+    paired = False
+
+    def __init__(self, folder: Path, transform: Preprocess, on_corrupt: OnCorrupt = "error") -> None:
+        self.paths = image_folder(folder, "image folder")
+        self.transform = transform
+        self.reader = ImageReader(on_corrupt)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        path, image = self.reader.read(self.paths, index)
+        return {"A": _transform(self.transform, path, image)}

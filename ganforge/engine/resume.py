@@ -23,6 +23,7 @@ MAY_CHANGE_ON_RESUME = (
     "train.num_workers",
     "train.log_every",
     "train.deterministic",
+    "data.on_corrupt",
     "output.",
 )
 

@@ -110,7 +110,7 @@ class Trainer:
             sampler=self.sampler,
             drop_last=True,
             num_workers=train.num_workers,
-            persistent_workers=False,  # the sampler restarts mid-epoch after a resume
+            persistent_workers=train.num_workers > 0,  # the sampler runs in this process
             pin_memory=runtime.device.type == "cuda",
         )
         self.steps_per_epoch = len(dataset) // train.batch_size
