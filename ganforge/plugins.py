@@ -35,6 +35,7 @@ ENTRY_POINT_GROUP = "ganforge"
 DEFAULT_PLUGINS: dict[str, str] = {
     "builtin.optim": "ganforge.builtins.optim",
     "builtin.data": "ganforge.builtins.data",
+    "builtin.metrics": "ganforge.builtins.metrics",
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import tomli_w
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganforge.errors import GanforgeError, RecipeError
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
@@ -72,6 +72,48 @@ class OutputSection(_Section):
         None, ge=1, description="Also rewrite checkpoints/latest.pt every this many steps."
     )
     keep_last: int = Field(3, ge=1, description="Epoch checkpoints kept besides latest.pt.")
+    report: bool = Field(
+        True, description="Write loss_curves.png, metrics.png and a static report.html in the run directory."
+    )
+    tensorboard: bool = Field(
+        False, description="Also log losses, metrics and sample grids for TensorBoard (needs tensorboard)."
+    )
+
+
+class EvalSection(_Section):
+    metrics: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["fid", "kid", "psnr", "ssim", "l1"],
+        description="Metrics of `ganforge eval` and of evaluations during training: names, or tables "
+        "with type and params.",
+    )
+    every_epochs: int | None = Field(
+        None, ge=1, description="Evaluate on the test split every this many epochs and after the last."
+    )
+    best_metric: str | None = Field(
+        None,
+        pattern=r"^([A-Za-z0-9_]+\.)?[A-Za-z_][A-Za-z0-9_]*$",
+        description="Keep checkpoints/best.pt at the best value of this metric: NAME (mean of both "
+        "directions) or DIRECTION.NAME (e.g. A2B.psnr).",
+    )
+    max_images: int | None = Field(
+        None, ge=2, description="Score at most this many test images during training."
+    )
+    batch_size: int = Field(8, ge=1, le=4096, description="Test images per evaluation batch.")
+    inception_weights: str | None = Field(
+        None, description="Inception weights file for FID and KID (default: see docs/evaluation.md)."
+    )
+
+    @model_validator(mode="after")
+    def _check_best(self) -> EvalSection:
+        if self.best_metric is not None:
+            names = [m if isinstance(m, str) else str(m.get("type")) for m in self.metrics]
+            base = self.best_metric.rsplit(".", 1)[-1]
+            if base not in names:
+                listed = ", ".join(names)
+                raise ValueError(f"best_metric '{self.best_metric}' is not in eval.metrics: {listed}")
+            if self.every_epochs is None:
+                raise ValueError("best_metric needs every_epochs (how often to evaluate during training)")
+        return self
 
 
 class Recipe(_Section):
@@ -85,6 +127,7 @@ class Recipe(_Section):
     model: ComponentSpec = Field(description="The model (type = a registered model).")
     train: TrainSection
     output: OutputSection = Field(default_factory=OutputSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
 
     #: Component sections and their kinds, resolved against the registries.
     COMPONENT_SECTIONS: ClassVar[tuple[tuple[str, str], ...]] = (

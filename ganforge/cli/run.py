@@ -102,6 +102,7 @@ def run(
 ) -> None:
     """Train from a recipe; writes a run directory with the resolved recipe, samples, metrics and checkpoints."""
     from ganforge.engine.callbacks import Checkpoints, MetricsLog, ProgressBar, SampleGrids
+    from ganforge.engine.reporting import LossCurves, MetricEvaluation, Report, TensorBoardLog, print_summary
     from ganforge.engine.resume import check_compatible, find_checkpoint, init_from as load_init, run_dir_of
     from ganforge.engine.rundir import RunDir
     from ganforge.engine.runtime import make_runtime
@@ -150,6 +151,10 @@ def run(
         SampleGrids(r.output.sample_every),
         Checkpoints(r.output.checkpoint_every, r.output.keep_last, r.output.checkpoint_every_steps),
     ]
+    evaluation = MetricEvaluation(r.eval, loaded.registries, console) if r.eval.every_epochs else None
+    callbacks += [evaluation] if evaluation is not None else []
+    callbacks += [TensorBoardLog(evaluation)] if r.output.tensorboard else []
+    callbacks += [LossCurves(), Report(evaluation)] if r.output.report else []
     trainer = Trainer(r, runtime, out, callbacks)  # builds data and model before anything is written
     if state is not None:
         trainer.load_state_dict(state, checkpoint)
@@ -175,8 +180,7 @@ def run(
         f"done in {int(minutes)} min {seconds:.1f} s; final losses: "
         + "  ".join(f"{k} {v:.3f}" for k, v in losses.items())
     )
-    console.print(f"checkpoint: {path / out.CHECKPOINTS / 'latest.pt'}")
-    console.print(f"samples:    {path / out.SAMPLES}")
+    print_summary(console, path, losses, evaluation, r.output.report)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ MAY_CHANGE_ON_RESUME = (
     "train.log_every",
     "train.deterministic",
     "data.on_corrupt",
+    "eval.",
     "output.",
 )
 

@@ -1,0 +1,155 @@
+"""``ganforge eval``: score a trained run on its dataset's test split, in both directions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ganforge.errors import GanforgeError
+
+# typer reads these annotations at run time and needs Optional, not "X | None"
+OptionalStrings = Optional[list[str]]  # noqa: UP045
+OptionalInt = Optional[int]  # noqa: UP045
+OptionalPath = Optional[Path]  # noqa: UP045
+TargetArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="RUN_DIR|CHECKPOINT",
+        help="A run directory (its newest checkpoint) or a checkpoint file.",
+        show_default=False,
+    ),
+]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise GanforgeError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def results_table(title: str, scores: dict[str, dict[str, float]], higher: dict[str, bool]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    directions = list(scores)
+    for direction in directions:
+        table.add_column(direction.replace("2", " -> "), justify="right")
+    names: list[str] = []
+    for values in scores.values():
+        names.extend(n for n in values if n not in names)
+    for name in names:
+        arrow = " (higher is better)" if higher.get(name) else " (lower is better)"
+        table.add_row(name + arrow, *[f"{scores[d].get(name, float('nan')):.4f}" for d in directions])
+    return table
+
+
+def eval_command(
+    target: TargetArg,
+    metric: Annotated[
+        OptionalStrings,
+        typer.Option(
+            "--metric",
+            "-m",
+            help="Metric to compute (repeatable; default: the recipe's eval.metrics).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split to score.")] = "test",
+    batch_size: Annotated[
+        OptionalInt, typer.Option(min=1, help="Images per batch (default: eval.batch_size).")
+    ] = None,
+    max_images: Annotated[OptionalInt, typer.Option(min=2, help="Score at most this many images.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    inception_weights: Annotated[
+        OptionalPath,
+        typer.Option(
+            help="FID Inception weights file (pt_inception-2015-12-05-6726825d.pth or equivalent).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        OptionalPath,
+        typer.Option(
+            "--json",
+            help="Where to write the results (default: RUN_DIR/eval/<checkpoint>.json).",
+            show_default=False,
+        ),
+    ] = None,
+    set_: Annotated[
+        OptionalStrings,
+        typer.Option(
+            "--set",
+            "-s",
+            help="Override a value of the run's recipe, e.g. data.test_length=64.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Score a run on its dataset's test split: FID and KID both ways, PSNR/SSIM/L1 where pairs exist."""
+    from ganforge.engine.resume import run_dir_of
+    from ganforge.engine.runtime import select_device
+    from ganforge.evaluation import evaluate, load_run, resolve_metrics, translators_of, weights_info
+
+    console = Console(highlight=False, soft_wrap=True)
+    run = load_run(target, set_ or [])
+    recipe = run.recipe
+    weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
+    if inception_weights is not None and not inception_weights.is_file():
+        raise GanforgeError(f"--inception-weights: {inception_weights} not found")
+    specs = list(metric) if metric else recipe.eval.metrics
+    metrics = resolve_metrics(run.registries, specs, "--metric" if metric else "eval.metrics", weights)
+    torch_device = select_device(device)
+    dataset = recipe.data.build(split)
+    run.model.to(torch_device)
+    console.print(
+        f"evaluating {run.checkpoint} (epoch {run.epoch}, step {run.step}) on {recipe.data.type} "
+        f"{split} split ({len(dataset)} items) on {torch_device}"
+    )
+    result = evaluate(
+        translators_of(run.model),
+        dataset,
+        metrics,
+        device=torch_device,
+        batch_size=batch_size or recipe.eval.batch_size,
+        max_images=max_images,
+    )
+    higher = {name: bool(getattr(spec.build(), "higher_is_better", False)) for name, spec in metrics.items()}
+    title = f"{recipe.name}, epoch {run.epoch}: {split} split, images per domain " + ", ".join(
+        f"{k} {v}" for k, v in result.n_images.items()
+    )
+    console.print(results_table(title, result.scores, higher))
+    if result.skipped:
+        console.print(f"skipped (need true pairs, which this split has not): {', '.join(result.skipped)}")
+    path = output or run_dir_of(run.checkpoint) / "eval" / f"{run.checkpoint.stem}.json"
+    record = {
+        "checkpoint": str(run.checkpoint),
+        "epoch": run.epoch,
+        "step": run.step,
+        "recipe": recipe.name,
+        "dataset": {"type": recipe.data.type, "split": split},
+        "device": str(torch_device),
+        **result.to_dict(),
+        **weights_info(metrics),
+    }
+    _write_json(path, record)
+    if "inception_weights" in record:
+        used = record["inception_weights"]
+        console.print(f"FID/KID network: {used['path']} ({used['source']})")
+    console.print(f"written: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="eval")(eval_command)

@@ -1,0 +1,282 @@
+"""Evaluating a pair of translators (A -> B, B -> A) on a dataset's test split.
+
+For each direction, every metric gets ``update(real, fake)`` batches: for a distribution metric
+(FID, KID) ``real`` is the target domain's test images and ``fake`` the translations of the source
+domain's; for a paired metric (``metric.paired``: PSNR, SSIM, L1) ``real[i]`` is the true
+counterpart of ``fake[i]``, so those run only where the dataset has true pairs.
+
+Which networks translate: a model may define ``translators()`` returning
+``{"A2B": ("A", "B", net), "B2A": ("B", "A", net)}``; otherwise the reference implementation's names
+are used (``G_A``: A -> B, ``G_B``: B -> A). :func:`identity_translators` is the "output = input"
+baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganforge.errors import GanforgeError, RecipeError
+from ganforge.registry import ComponentSpec, Registries
+
+#: The metrics ``ganforge eval`` and ``[eval]`` use unless told otherwise.
+DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "psnr", "ssim", "l1")
+
+Net = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Translator:
+    name: str  # "A2B"
+    source: str  # domain key of the input images
+    target: str  # domain key the output should look like
+    net: Net
+
+
+def translators_of(model: Any) -> list[Translator]:
+    """The model's translators (its ``translators()``, else ``G_A`` / ``G_B``)."""
+    custom = getattr(model, "translators", None)
+    if callable(custom):
+        return [Translator(name, s, t, net) for name, (s, t, net) in custom().items()]
+    if isinstance(getattr(model, "G_A", None), torch.nn.Module) and isinstance(
+        getattr(model, "G_B", None), torch.nn.Module
+    ):
+        return [Translator("A2B", "A", "B", model.G_A), Translator("B2A", "B", "A", model.G_B)]
+    raise GanforgeError(
+        f"{type(model).__name__}: no translators() method and no G_A / G_B generators; nothing to evaluate"
+    )
+
+
+def _identity(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
+def identity_translators() -> list[Translator]:
+    """The baseline that returns its input: what a translation has to beat."""
+    return [Translator("A2B", "A", "B", _identity), Translator("B2A", "B", "A", _identity)]
+
+
+def is_paired(dataset: Any) -> bool:
+    """Does every item hold a true pair? A dataset says so with a ``paired`` attribute."""
+    flag = getattr(dataset, "paired", None)
+    if isinstance(flag, bool):
+        return flag
+    from ganforge.data.synthetic import SyntheticScenes
+
+    return isinstance(dataset, SyntheticScenes) and dataset.split != "train"
+
+
+def domain_counts(dataset: Any, domains: Sequence[str]) -> dict[str, int]:
+    """Distinct images per domain: unpaired folders repeat the smaller domain up to the larger's length."""
+    n = len(dataset)
+    counts = {d: n for d in domains}
+    sizes = getattr(dataset, "domain_sizes", None)
+    if isinstance(sizes, Mapping):
+        counts.update({d: min(n, int(v)) for d, v in sizes.items() if d in counts})
+    else:
+        for d in domains:  # UnpairedFolders keeps its file lists as .a and .b
+            files = getattr(dataset, d.lower(), None)
+            if isinstance(files, list) and files:
+                counts[d] = min(n, len(files))
+    return counts
+
+
+def resolve_metrics(
+    registries: Registries,
+    specs: Sequence[str | Mapping[str, Any]],
+    path: str = "eval.metrics",
+    inception_weights: str | None = None,
+) -> dict[str, ComponentSpec]:
+    """Metric names or ``{type = ..., params}`` tables -> resolved specs by name (errors carry a path)."""
+    resolved: dict[str, ComponentSpec] = {}
+    errors: list[str] = []
+    for i, spec in enumerate(specs):
+        data = {"type": spec} if isinstance(spec, str) else dict(spec)
+        registry = registries["metric"]
+        component = (
+            registry.get(data["type"])
+            if isinstance(data.get("type"), str) and data["type"] in registry
+            else None
+        )
+        if inception_weights and component is not None and "weights" in component.params.model_fields:
+            data.setdefault("weights", inception_weights)
+        try:
+            item = registries.resolve("metric", data, f"{path}[{i}]")
+        except RecipeError as exc:
+            errors.extend(exc.lines)
+            continue
+        name = str(item.type)
+        if name in resolved:
+            errors.append(f"{path}[{i}]: metric '{name}' is listed twice")
+        resolved[name] = item
+    if errors:
+        raise RecipeError(*errors)
+    return resolved
+
+
+@dataclass
+class EvalResult:
+    """Scores by direction and metric, and what they were computed on."""
+
+    scores: dict[str, dict[str, float]]
+    n_images: dict[str, int]
+    paired: bool
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float]:
+        """``{"A2B.fid": ..., "B2A.psnr": ...}`` plus the mean over directions (``"fid"``, ...)."""
+        out: dict[str, float] = {}
+        names: dict[str, list[float]] = {}
+        for direction, values in self.scores.items():
+            for name, value in values.items():
+                out[f"{direction}.{name}"] = value
+                names.setdefault(name, []).append(value)
+        for name, values in names.items():
+            out[name] = sum(values) / len(values)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scores": {d: {k: _json_number(v) for k, v in s.items()} for d, s in self.scores.items()},
+            "mean": {k: _json_number(v) for k, v in self.flat().items() if "." not in k},
+            "n_images": self.n_images,
+            "paired": self.paired,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 2),
+            **self.info,
+        }
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _stack(items: list[dict[str, torch.Tensor]], key: str) -> torch.Tensor:
+    return torch.stack([item[key] for item in items])
+
+
+@torch.no_grad()
+def evaluate(
+    translators: Sequence[Translator],
+    dataset: Any,
+    metrics: Mapping[str, ComponentSpec],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    max_images: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Run every translator over ``dataset`` and score it with every metric (see the module docstring)."""
+    started = time.perf_counter()
+    device = torch.device(device)
+    paired = is_paired(dataset)
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    if n == 0:
+        raise GanforgeError("the evaluation split is empty")
+    domains = sorted({d for t in translators for d in (t.source, t.target)})
+    counts = domain_counts(dataset, domains)
+    counts = {d: min(c, n) for d, c in counts.items()}
+    skipped: list[str] = []
+    instances: dict[str, dict[str, Any]] = {t.name: {} for t in translators}
+    for name, spec in metrics.items():
+        probe = spec.build()
+        if getattr(probe, "paired", False) and not paired:
+            skipped.append(name)
+            continue
+        instances[translators[0].name][name] = probe
+        for t in translators[1:]:
+            instances[t.name][name] = spec.build()
+    for start in range(0, n, batch_size):
+        indices = range(start, min(n, start + batch_size))
+        items = [dataset[i] for i in indices]
+        batch = {d: _stack(items, d).to(device) for d in domains}
+        for t in translators:
+            source_rows = sum(1 for i in indices if i < counts[t.source])
+            target_rows = sum(1 for i in indices if i < counts[t.target])
+            sources = batch[t.source][:source_rows]
+            fake = t.net(sources).float() if source_rows else sources.float()  # no empty batch into a net
+            real = batch[t.target][:target_rows].float()
+            for metric in instances[t.name].values():
+                if getattr(metric, "paired", False):
+                    rows = min(source_rows, target_rows)
+                    metric.update(real[:rows], fake[:rows])
+                else:
+                    metric.update(real, fake)
+        if progress is not None:
+            progress(min(n, start + batch_size), n)
+    scores: dict[str, dict[str, float]] = {}
+    for t in translators:
+        scores[t.name] = {name: float(metric.compute()) for name, metric in instances[t.name].items()}
+    return EvalResult(
+        scores=scores,
+        n_images={d: counts[d] for d in domains},
+        paired=paired,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def weights_info(metrics: Mapping[str, ComponentSpec]) -> dict[str, Any]:
+    """Where the Inception weights of the Inception metrics came from (for the JSON report)."""
+    from ganforge.metrics.inception import sha256_of
+    from ganforge.metrics.weights import find_inception_weights
+
+    for spec in metrics.values():
+        params = spec.params
+        if hasattr(params, "weights") and hasattr(params, "quantize"):
+            found = find_inception_weights(params.weights)
+            return {
+                "inception_weights": {
+                    "path": str(found.path),
+                    "source": found.source,
+                    "sha256": sha256_of(found.path),
+                }
+            }
+    return {}
+
+
+# ------------------------------------------------------------------------------- from a checkpoint
+
+
+@dataclass
+class LoadedRun:
+    model: Any
+    recipe: Any
+    registries: Registries
+    checkpoint: Path
+    epoch: int
+    step: int
+
+
+def load_run(path: Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu") -> LoadedRun:
+    """A run directory or checkpoint -> its model (weights loaded, eval mode) and resolved recipe."""
+    from ganforge.engine.resume import find_checkpoint
+    from ganforge.recipe import apply_overrides, validate_recipe
+
+    checkpoint, state = find_checkpoint(path)
+    saved = state.get("recipe")
+    if not isinstance(saved, dict):
+        raise GanforgeError(f"{checkpoint}: holds no recipe")
+    try:
+        loaded = validate_recipe(apply_overrides(saved, overrides), base_dir=Path.cwd())
+    except GanforgeError as exc:
+        raise type(exc)(*(f"{checkpoint} (its recipe): {line}" for line in exc.lines)) from None
+    recipe = loaded.recipe
+    model = recipe.model.build(recipe.seed)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GanforgeError(f"{checkpoint}: weights do not fit the recipe's model: {first}") from None
+    model.to(device).eval()
+    return LoadedRun(
+        model, recipe, loaded.registries, checkpoint, int(state.get("epoch", 0)), int(state.get("step", 0))
+    )
