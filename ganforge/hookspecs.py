@@ -15,6 +15,7 @@ receives, and what it returns, is stated on its hook below.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import pluggy
@@ -122,6 +123,33 @@ def register_metrics(register: Register) -> None:
     """Register evaluation metrics.
 
     Factory: ``factory(params) -> object`` with ``update(real, fake)`` and ``compute() -> float``.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Foreign weight files
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def load_generator_weights(
+    path: Path, state: dict[str, Any], weights_format: str | None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Recognise a generator weight file that ganforge did not write (another project's checkpoint).
+
+    Called by ``ganforge translate`` and ``ganforge export`` (through
+    :func:`ganforge.inference.load_generator`) for a file that holds tensors but no ganforge marker:
+    a plain ``.pth`` state dict, or a safetensors file without ganforge metadata. ``state`` is what
+    the file holds, already read safely (``torch.load(weights_only=True)`` or safetensors), so a
+    plugin never opens ``path`` with anything that can run code; ``path`` is for messages.
+    ``weights_format`` is the format the user named (``--format NAME``), or ``None`` for "detect".
+
+    Return ``(generator_spec, state_dict)`` for a file the plugin understands: a generator section as
+    a recipe would write it (``{"type": "resnet", "ngf": 64, ...}``, validated against the generator
+    registry) and a state dict that loads into that generator with ``strict=True``. Return ``None``
+    for a file, or a named format, that is not the plugin's. When the user named the plugin's format
+    but the file does not fit it, raise :class:`ganforge.errors.CheckpointError` saying which keys did
+    not fit. The first non-``None`` result wins (plugins loaded last are asked first).
     """
 
 

@@ -75,6 +75,16 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     return lines
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """The saved recipe with today's defaults filled in (a parameter added since is not a change)."""
+    from ganforge.recipe import validate_recipe
+
+    try:
+        return validate_recipe(dict(saved)).recipe.to_dict()
+    except GanforgeError:
+        return saved
+
+
 def check_compatible(
     state: dict[str, Any], source: Path, current_recipe: dict[str, Any], allow_version_mismatch: bool
 ) -> None:
@@ -92,7 +102,7 @@ def check_compatible(
         raise CheckpointError(
             f"{source}: holds a '{saved_type}' model, the recipe asks for '{current_recipe['model']['type']}'"
         )
-    differences = recipe_differences(state["recipe"], current_recipe)
+    differences = recipe_differences(_with_defaults(state["recipe"]), current_recipe)
     if differences:
         raise CheckpointError(
             f"{source}: the recipe differs from the checkpoint's in what is trained: "

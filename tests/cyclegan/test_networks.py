@@ -144,6 +144,7 @@ def test_resnet_params_validation() -> None:
         "ngf": 64,
         "n_blocks": 9,
         "upsample": "transpose",
+        "norm_affine": False,
         "init_std": 0.02,
     }
     ResnetParams(n_blocks=0)

@@ -64,22 +64,29 @@ class ResnetParams(Params):
             "'resize_conv' (nearest-neighbour resize then convolution, avoids checkerboard artefacts)."
         ),
     )
+    norm_affine: bool = Field(
+        False,
+        description=(
+            "Instance norm with a learned scale and shift (the paper's network has none; some published "
+            "CycleGAN weights do)."
+        ),
+    )
     init_std: float = Field(0.02, ge=0, description="Standard deviation of the normal weight initialisation.")
 
 
 class ResnetBlock(nn.Module):
     """Residual block: two reflection-padded 3x3 convolutions with instance norm, plus the input."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, norm_affine: bool = False) -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(dim, dim, kernel_size=3, bias=True),
-            nn.InstanceNorm2d(dim),
+            nn.InstanceNorm2d(dim, affine=norm_affine),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(dim, dim, kernel_size=3, bias=True),
-            nn.InstanceNorm2d(dim),
+            nn.InstanceNorm2d(dim, affine=norm_affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,25 +116,30 @@ class ResnetGenerator(nn.Module):
         ngf: int = 64,
         n_blocks: int = 9,
         upsample: Literal["transpose", "resize_conv"] = "transpose",
+        norm_affine: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, kernel_size=7, bias=True),
-            nn.InstanceNorm2d(ngf),
+            nn.InstanceNorm2d(ngf, affine=norm_affine),
             nn.ReLU(True),
         ]
         channels = ngf
         for _ in range(2):
             layers += [
                 nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=True),
-                nn.InstanceNorm2d(channels * 2),
+                nn.InstanceNorm2d(channels * 2, affine=norm_affine),
                 nn.ReLU(True),
             ]
             channels *= 2
-        layers += [ResnetBlock(channels) for _ in range(n_blocks)]
+        layers += [ResnetBlock(channels, norm_affine) for _ in range(n_blocks)]
         for _ in range(2):
-            layers += [_up_layer(channels, upsample), nn.InstanceNorm2d(channels // 2), nn.ReLU(True)]
+            layers += [
+                _up_layer(channels, upsample),
+                nn.InstanceNorm2d(channels // 2, affine=norm_affine),
+                nn.ReLU(True),
+            ]
             channels //= 2
         layers += [
             nn.ReflectionPad2d(3),
@@ -146,7 +158,12 @@ def build_resnet(params: ResnetParams) -> ResnetGenerator:
     Input height and width must be multiples of 4; the output has the input's size, in [-1, 1].
     """
     network = ResnetGenerator(
-        params.in_channels, params.out_channels, params.ngf, params.n_blocks, params.upsample
+        params.in_channels,
+        params.out_channels,
+        params.ngf,
+        params.n_blocks,
+        params.upsample,
+        params.norm_affine,
     )
     init_weights(network, params.init_std)
     return network

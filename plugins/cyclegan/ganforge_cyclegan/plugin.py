@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from ganforge import hookimpl
 from ganforge.hookspecs import Register
 from ganforge_cyclegan.model import CycleGANParams, build_cyclegan
 from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
 from ganforge_cyclegan.objectives import build_l1, build_lsgan, build_vanilla
 from ganforge_cyclegan.pool import HistoryPoolParams, build_history_pool
+from ganforge_cyclegan.reference import FORMAT as REFERENCE_FORMAT
+from ganforge_cyclegan.reference import load_reference_generator
 from ganforge_cyclegan.schedule import LinearDecayParams, build_linear_decay
 
 
@@ -41,3 +46,13 @@ def register_schedulers(register: Register) -> None:
 @hookimpl
 def register_models(register: Register) -> None:
     register("cyclegan", build_cyclegan, params=CycleGANParams)
+
+
+@hookimpl
+def load_generator_weights(
+    path: Path, state: dict[str, Any], weights_format: str | None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Generators saved by the authors' implementation (``--format reference``, or detected by key)."""
+    if weights_format not in (None, REFERENCE_FORMAT):
+        return None
+    return load_reference_generator(state, str(path), named=weights_format == REFERENCE_FORMAT)

@@ -1,0 +1,235 @@
+"""``ganforge translate``: run a trained generator over an image or a folder of images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ganforge.errors import GanforgeError, did_you_mean
+
+#: Options shared with ``ganforge export``.
+SourceArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Generator: a ganforge checkpoint or run directory, an export (.safetensors, .onnx, TorchScript) "
+        "or another project's weights (e.g. the CycleGAN authors' latest_net_G_A.pth).",
+        show_default=False,
+    ),
+]
+DirectionOption = Annotated[
+    Optional[str],  # noqa: UP045 (typer needs Optional here)
+    typer.Option(
+        "--direction",
+        "-d",
+        help="AtoB (the checkpoint's G_A) or BtoA (G_B); files holding one generator need none. [default: AtoB]",
+        show_default=False,
+    ),
+]
+NetOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="Name of the checkpoint's net to use instead of --direction (e.g. G_B).", show_default=False
+    ),
+]
+FormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Format of SOURCE: auto, checkpoint, safetensors, torchscript, onnx, or a plugin's (reference).",
+    ),
+]
+PluginOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--plugin", "-p", help="Also load this plugin module or .py file (repeatable).", show_default=False
+    ),
+]
+
+
+def check_direction(direction: str | None) -> str | None:
+    """Case-insensitive AtoB / BtoA (also A2B, a-to-b), as the canonical spelling."""
+    from ganforge.inference import DIRECTIONS
+
+    if direction is None:
+        return None
+    key = direction.lower().replace("-", "").replace("_", "").replace("2", "to")
+    for name in DIRECTIONS:
+        if name.lower() == key:
+            return name
+    raise GanforgeError(f"--direction '{direction}'{did_you_mean(direction, DIRECTIONS)}; use AtoB or BtoA")
+
+
+def pick_device(name: str):  # -> torch.device
+    from ganforge.engine.runtime import select_device
+
+    try:
+        return select_device(name)
+    except GanforgeError as exc:
+        raise GanforgeError(*(line.replace("train.device", "--device") for line in exc.lines)) from None
+    except RuntimeError as exc:  # torch.device() of a name it does not know
+        raise GanforgeError(f"--device '{name}': {exc}; use auto, cpu, cuda, cuda:N or mps") from None
+
+
+def translate(
+    source: SourceArg,
+    inputs: Annotated[
+        Path,
+        typer.Argument(help="An image, or a folder of images (searched recursively).", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for the translated images (created).", show_default=False),
+    ],
+    direction: DirectionOption = None,
+    net: NetOption = None,
+    weights_format: FormatOption = "auto",
+    size: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Translate at this size: N (shorter side, keeps the aspect ratio) or WxH. [default: the image's own]",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images (or tiles) per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    image_format: Annotated[
+        str, typer.Option(help="auto (keep PNG/JPEG, others become PNG), png or jpeg.")
+    ] = "auto",
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality.")] = 95,
+    tile: Annotated[
+        int, typer.Option(min=0, help="Tile side for large images (multiple of 4; 0: never tile).")
+    ] = 512,
+    tile_overlap: Annotated[
+        int, typer.Option(min=0, help="Least overlap of neighbouring tiles, in pixels.")
+    ] = 64,
+    tile_above: Annotated[
+        int, typer.Option(min=1, help="Tile images whose longer side exceeds this many pixels.")
+    ] = 1024,
+    tile_norm: Annotated[
+        str,
+        typer.Option(
+            help="Instance-norm statistics of tiles: global (from a downscaled whole image) or tile."
+        ),
+    ] = "global",
+    overwrite: Annotated[bool, typer.Option(help="Replace images already in --out.")] = False,
+    plugin: PluginOption = None,
+) -> None:
+    """Translate an image or a folder of images with a trained generator, keeping file names and folders."""
+    from ganforge.inference import (
+        Job,
+        Tiling,
+        find_images,
+        load_generator,
+        output_suffix,
+        parse_size,
+        translate_files,
+    )
+
+    direction = check_direction(direction)
+    if image_format not in ("auto", "png", "jpeg", "jpg"):
+        raise GanforgeError(f"--image-format '{image_format}': use auto, png or jpeg")
+    image_format = "jpeg" if image_format == "jpg" else image_format
+    if tile_norm not in ("global", "tile"):
+        raise GanforgeError(f"--tile-norm '{tile_norm}': use global or tile")
+    if tile and (tile % 4 or tile < 16):
+        raise GanforgeError(f"--tile {tile}: use a multiple of 4, at least 16 (or 0 to never tile)")
+    if tile and tile_overlap * 2 > tile:
+        raise GanforgeError(f"--tile-overlap {tile_overlap}: at most half of --tile ({tile})")
+    wanted = parse_size(size)
+    if inputs.is_dir() and out.resolve() == inputs.resolve():
+        raise GanforgeError(f"--out {out}: is the input folder; write the translations somewhere else")
+    found = find_images(inputs, exclude=out)
+    if not found:
+        raise GanforgeError(f"{inputs}: no images (looked for .png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff)")
+    jobs = [
+        Job(path, out / relative.with_suffix(output_suffix(path, image_format))) for path, relative in found
+    ]
+    targets: dict[Path, Path] = {}
+    for job in jobs:
+        if job.target in targets:
+            raise GanforgeError(
+                f"{targets[job.target]} and {job.source} would both be written to {job.target}"
+            )
+        targets[job.target] = job.source
+    existing = [job.target for job in jobs if job.target.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise GanforgeError(
+            f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another --out"
+        )
+
+    generator = load_generator(
+        source,
+        direction=direction,
+        net=net,
+        weights_format=weights_format,
+        device=pick_device(device),
+        plugins=plugin or [],
+    )
+    for note in generator.notes:
+        sys.stderr.write(f"note: {note}\n")
+    tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)
+    console = Console(stderr=True, highlight=False)
+    out_console = Console(highlight=False, soft_wrap=True)
+    out_console.print(f"generator: {generator.label} on {generator.device}; {len(jobs)} image(s) -> {out}")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        images = progress.add_task("translating", total=len(jobs))
+        tiles = None
+
+        def on_image(job: Job) -> None:
+            nonlocal tiles
+            progress.advance(images)
+            if tiles is not None:
+                progress.remove_task(tiles)
+                tiles = None
+
+        def on_tile(done: int, total: int) -> None:
+            nonlocal tiles
+            if tiles is None:
+                tiles = progress.add_task("  tiles", total=total)
+            progress.update(tiles, completed=done)
+
+        report = translate_files(
+            generator,
+            jobs,
+            size=wanted,
+            batch_size=batch_size,
+            tiling=tiling,
+            quality=quality,
+            on_image=on_image,
+            on_tile=on_tile,
+        )
+    for line in report.failed:
+        sys.stderr.write(f"warning: {line}\n")
+    rate = report.translated / report.seconds if report.seconds > 0 else 0.0
+    tiled = f", {report.tiled} in tiles" if report.tiled else ""
+    out_console.print(
+        f"translated {report.translated} image(s){tiled} in {report.seconds:.1f} s ({rate:.2f} images/s) -> {out}"
+    )
+    if report.failed:
+        raise GanforgeError(f"{len(report.failed)} of {len(jobs)} image(s) could not be read (listed above)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(translate)
