@@ -46,7 +46,7 @@ def test_one_component_parameters():
         "type": "int",
         "required": False,
         "default": 9,
-        "bounds": ">= 0",
+        "bounds": ">= 0, <= 64",
         "description": fields["n_blocks"]["description"],
     }
     assert "9 for 256 px" in fields["n_blocks"]["description"]
