@@ -44,7 +44,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        markers = ("unsupported global", "global ")  # a reference to a function or class to call
+        lines = [line.strip() for line in text.splitlines() if any(m in line.lower() for m in markers)]
+        if not lines:  # no payload, just bytes that are no checkpoint
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?)") from None
+        first = lines[0]
         raise CheckpointError(
             f"{path}: refused: the file holds objects that loading would have to execute ({first})"
         ) from None
