@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile options")
     args = parser.parse_args()
 
     import torch
@@ -224,12 +225,15 @@ def main() -> None:
             if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2:
                 rows.append([name, "skipped: no fast bf16 on this CPU", "", "", "", "", "", ""])
                 continue
+            if settings.get("compile") and args.skip_compile:
+                continue
             r = in_subprocess("run_training", size=args.size, blocks=args.blocks, steps=args.steps, model_params=model_params, settings=settings)
             base = base or r
             diff = max(abs(a[k] - b[k]) for a, b in zip(r["losses"], base["losses"]) for k in a)
             step0 = max(abs(r["losses"][0][k] - base["losses"][0][k]) for k in r["losses"][0])
             rows.append([name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x", f"{r['first_s']:.1f}",
                          f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{step0:.1e}", f"{diff:.1e}"])
+            print("  ".join(rows[-1]), flush=True)  # a row as soon as it is measured
         print(f"training step, {args.size} px, {args.blocks} blocks, batch 1; median of {args.steps} steps after one warm-up")
         table(rows, ["option", "ms/step", "speed-up", "first step s", "peak RSS MB", "RSS ratio", "step-0 loss diff", f"max loss diff ({args.steps + 1} steps)"])
         return
