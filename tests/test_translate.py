@@ -36,13 +36,7 @@ from ganforge.inference import (
 from tests.conftest import RECIPES, run_cli
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a shared 2-core machine two threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = ["model.generator.ngf=4", "model.generator.n_blocks=1", "model.discriminator.ndf=4", "data.size=32"]
