@@ -16,6 +16,7 @@ both directions, else the script exits with status 1.
 
     python benchmarks/quality.py                       # 8 epochs x 100 steps, 32 test pairs
     python benchmarks/quality.py --epochs 4 --no-fid   # quicker
+    python benchmarks/quality.py --no-fid --set 'model.generator.ngf=32' --set 'train.conv_algorithm="winograd"'
 
 Results: a table on the console and ``quality.json`` in the run directory (which also holds the
 usual samples, checkpoints, loss curves and report.html).
@@ -69,6 +70,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inception-weights", default=None, help="FID Inception weights file")
     parser.add_argument("--min-gain-db", type=float, default=5.0, help="required PSNR gain over identity")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/benchmark-quality-<time>")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override, as for `ganforge run --set` (repeatable), e.g. train.conv_algorithm=\"winograd\"",
+    )
     return parser.parse_args(argv)
 
 
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         f"train.scheduler.constant_epochs={half}",
         f"train.scheduler.decay_epochs={max(1, args.epochs - half)}",
         "output.keep_last=1",
+        *args.overrides,
     ]
     loaded = load_recipe(QUICKSTART, overrides)
     recipe = loaded.recipe

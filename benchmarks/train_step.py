@@ -1,12 +1,17 @@
 """How fast is one CycleGAN training step and one translation, against this machine's own limits?
 
-    python benchmarks/train_step.py                 # table: 64/128/256 px x 6/9 blocks, plain eager fp32
-    python benchmarks/train_step.py --compare       # speed options side by side at 128 px / 6 blocks
-    python benchmarks/train_step.py --inference     # translation images/s at 256 px / 9 blocks
+    python benchmarks/train_step.py              # 64/128/256 px x 6/9 blocks: plain eager fp32 vs fastest
+    python benchmarks/train_step.py --compare    # every speed option side by side, 128 px / 6 blocks
+    python benchmarks/train_step.py --inference  # translation images/s, 256 px / 9 blocks
 
-Each configuration runs in its own subprocess, so its peak resident memory (ru_maxrss) is its own.
-Every figure is measured in this run: the fp32 and bf16 matmul peaks of this machine, FLOPs per step
-(torch's FlopCounterMode), ms per step, and from them GFLOP/s and the fraction of the fp32 peak.
+Every configuration lives in its own worker process (so its memory is its own). After each worker has
+built its model and taken its warm-up step (where torch.compile compiles), the workers take their timed
+steps in turns, round after round, so a slow spell of a shared machine lands on every configuration
+alike and the ratios stay fair. Printed, all measured in this run: the machine's fp32 and bf16 matmul
+peaks, ms per step (median), FLOPs per step (torch's FlopCounterMode: what the configuration really
+executes, so Winograd counts fewer), achieved GFLOP/s and its fraction of the fp32 peak, peak resident
+memory while stepping (the warm-up's, which holds compilation, is shown apart), and each
+configuration's losses against the plain path's (relative difference, first step and all steps).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 #: Speed options compared with --compare: (name, model params, train settings).
 OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -26,12 +32,31 @@ OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("batched + foreach Adam", {"batch_calls": True}, {"adam": "foreach"}),
     ("batched + foreach + channels_last", {"batch_calls": True}, {"adam": "foreach", "channels_last": True}),
     ("batched + foreach + bf16 autocast", {"batch_calls": True}, {"adam": "foreach", "precision": "bf16"}),
+    ("foreach + compile (calls not batched)", {"batch_calls": False}, {"adam": "foreach", "compile": True}),
     ("batched + foreach + compile", {"batch_calls": True}, {"adam": "foreach", "compile": True}),
+    ("batched + foreach + winograd", {"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"}),
     (
-        "batched + foreach + compile + channels_last",
+        "batched + foreach + winograd + compile",
         {"batch_calls": True},
-        {"adam": "foreach", "compile": True, "channels_last": True},
+        {"adam": "foreach", "conv_algorithm": "winograd", "compile": True},
     ),
+]
+
+#: The fastest options validated on a CPU without fast bf16, used for the per-size table.
+FASTEST = ({"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"})
+
+#: Translation modes compared with --inference: (name, settings).
+INFERENCE_MODES: list[tuple[str, dict[str, Any]]] = [
+    ("plain eager fp32 (no_grad)", {}),
+    ("inference_mode", {"inference_mode": True}),
+    ("inference_mode + channels_last", {"inference_mode": True, "channels_last": True}),
+    ("inference_mode + bf16 autocast", {"inference_mode": True, "bf16": True}),
+    ("compile", {"inference_mode": True, "compile": True}),
+    ("compile + freezing + channels_last", {"inference_mode": True, "compile": True, "freezing": True, "channels_last": True}),
+    ("winograd", {"inference_mode": True, "winograd": True}),
+    ("winograd, batch 4", {"inference_mode": True, "winograd": True, "batch": 4}),
+    ("winograd + compile", {"inference_mode": True, "winograd": True, "compile": True}),
+    ("winograd + compile + freezing", {"inference_mode": True, "winograd": True, "compile": True, "freezing": True}),
 ]
 
 
@@ -60,7 +85,31 @@ def matmul_peak(dtype_name: str, seconds: float = 2.0) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def build(size: int, blocks: int, model_params: dict[str, Any], settings: dict[str, Any]):
+# -------------------------------------------------------------------------------------------------
+# Workers: one configuration each, stepping when told to
+# -------------------------------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """Resident-memory high-water mark since the last :func:`reset_peak_rss` (Linux), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def build_training(size: int, blocks: int, model_params: dict[str, Any], settings: dict[str, Any]):
     import torch
 
     from ganforge.engine.model import Optimizers
@@ -76,9 +125,11 @@ def build(size: int, blocks: int, model_params: dict[str, Any], settings: dict[s
         settings.get("precision", "fp32"),
         channels_last=settings.get("channels_last", False),
         compile=settings.get("compile", False),
+        conv_algorithm=settings.get("conv_algorithm", "direct"),
     )
     model = runtime.prepare_model(model, model.networks())
-    adam = registries.resolve("optimizer", {"type": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "implementation": settings.get("adam", "auto")}, "o")
+    adam_spec = {"type": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "implementation": settings.get("adam", "auto")}
+    adam = registries.resolve("optimizer", adam_spec, "o")
     optimizers = Optimizers({g: adam.build(list(p)) for g, p in model.optimizer_groups().items()})
     generator = torch.Generator().manual_seed(1)
     batches = [
@@ -89,165 +140,295 @@ def build(size: int, blocks: int, model_params: dict[str, Any], settings: dict[s
     return model, optimizers, runtime, batches
 
 
-def run_training(size: int, blocks: int, steps: int, model_params: dict, settings: dict) -> dict[str, Any]:
+def training_worker(config: dict[str, Any]) -> None:
+    """Build, warm up, then take one training step per 'step' line on stdin; 'done' ends with totals."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, optimizers, runtime, batches = build(size, blocks, model_params, settings)
-    losses = []
+    settings = config["settings"]
+    model, optimizers, runtime, batches = build_training(config["size"], config["blocks"], config["model_params"], settings)
+    count = 0
 
-    def step(i: int) -> None:
+    def step(counter: FlopCounterMode | None = None) -> dict[str, float]:
+        nonlocal count
         with runtime.autocast():
-            out = model.train_step(batches[i % len(batches)], optimizers)
+            if counter is None:
+                out = model.train_step(batches[count % len(batches)], optimizers)
+            else:
+                with counter:
+                    out = model.train_step(batches[count % len(batches)], optimizers)
         optimizers.end_step()
-        losses.append({k: float(v) for k, v in out.items()})
+        count += 1
+        return {k: float(v) for k, v in out.items()}
 
     start = time.perf_counter()
-    step(0)  # warm-up (and compilation, when asked)
-    first = time.perf_counter() - start
-    times = []
-    for i in range(1, steps + 1):
-        start = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - start)
+    losses = [step()]
+    reply({"warmup_s": time.perf_counter() - start, "warmup_rss_mb": peak_rss_mb()})
+    reset_peak_rss()
+    for line in sys.stdin:
+        if line.strip() == "step":
+            start = time.perf_counter()
+            losses.append(step())
+            reply({"ms": 1000 * (time.perf_counter() - start)})
+        else:
+            break
     flops = None
-    if not settings.get("compile"):
+    rss = peak_rss_mb()
+    if not settings.get("compile"):  # compiled kernels hide their FLOPs from the counter
         counter = FlopCounterMode(display=False)
-        with counter:
-            step(steps + 1)
+        step(counter)
         flops = counter.get_total_flops()
-    return {
-        "ms": 1000 * sorted(times)[len(times) // 2],
-        "first_s": first,
-        "flops": flops,
-        "losses": losses[: steps + 1],
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(),
-    }
+    reply({"losses": losses, "flops": flops, "rss_mb": rss, "threads": torch.get_num_threads()})
 
 
-def run_inference(size: int, blocks: int, images: int, mode: dict[str, Any]) -> dict[str, Any]:
+def inference_worker(config: dict[str, Any]) -> None:
+    """Build one generator, translate once (warm-up), then once per 'step' line; 'done' saves the output."""
     import torch
 
+    from ganforge.ops.winograd import use_winograd
     from ganforge.plugins import collect_registries, make_plugin_manager
 
+    mode = config["mode"]
     torch.manual_seed(0)
     registries = collect_registries(make_plugin_manager())
-    net = registries.resolve("generator", {"type": "resnet", "n_blocks": blocks}, "g").build().eval()
+    net = registries.resolve("generator", {"type": "resnet", "n_blocks": config["blocks"]}, "g").build().eval()
     batch = mode.get("batch", 1)
-    x = torch.rand(batch, 3, size, size) * 2 - 1
+    x = torch.rand(batch, 3, config["size"], config["size"], generator=torch.Generator().manual_seed(1)) * 2 - 1
+    if mode.get("winograd"):
+        use_winograd(net)
     if mode.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    context = torch.inference_mode if mode.get("inference_mode") else torch.no_grad
-    dtype = torch.bfloat16 if mode.get("bf16") else None
     if mode.get("compile"):
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = mode.get("freezing", False)
         net = torch.compile(net)
-    with context(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    context = torch.inference_mode if mode.get("inference_mode") else torch.no_grad
+    bf16 = mode.get("bf16", False)
+    with context(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         start = time.perf_counter()
-        reference = net(x)
-        first = time.perf_counter() - start
-        times = []
-        for _ in range(max(1, images // batch)):
+        output = net(x)
+        reply({"warmup_s": time.perf_counter() - start, "warmup_rss_mb": peak_rss_mb()})
+        reset_peak_rss()
+        for line in sys.stdin:
+            if line.strip() != "step":
+                break
             start = time.perf_counter()
             net(x)
-            times.append(time.perf_counter() - start)
-    per_image = sorted(times)[len(times) // 2] / batch
-    return {
-        "images_per_s": 1 / per_image,
-        "first_s": first,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "checksum": float(reference.float().abs().mean()),
-    }
+            reply({"ms": 1000 * (time.perf_counter() - start) / batch})
+    torch.save(output[:1].float().contiguous(), config["output"])
+    reply({"rss_mb": peak_rss_mb()})
 
 
-def in_subprocess(kind: str, **kwargs: Any) -> dict[str, Any]:
-    code = f"import json, sys; sys.path.insert(0, 'benchmarks'); import train_step as b; print(json.dumps(b.{kind}(**json.loads(sys.argv[1]))))"
-    result = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(result.stderr)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def reply(message: dict[str, Any]) -> None:
+    print(json.dumps(message), flush=True)
+
+
+# -------------------------------------------------------------------------------------------------
+# The conductor
+# -------------------------------------------------------------------------------------------------
+
+
+class Worker:
+    alive: ClassVar[list[subprocess.Popen]] = []
+
+    def __init__(self, kind: str, config: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", kind, json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        Worker.alive.append(self.process)
+        self.times: list[float] = []
+        self.warmup = self.read()
+
+    def read(self) -> dict[str, Any]:
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            self.process.wait()
+            for process in Worker.alive:  # the others would only wait for a 'step' that never comes
+                process.kill()
+            raise SystemExit(f"a benchmark worker exited with {self.process.returncode}; its error is above")
+        return json.loads(line)
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+
+    def step(self) -> None:
+        self.send("step")
+        self.times.append(self.read()["ms"])
+
+    def finish(self) -> dict[str, Any]:
+        self.send("done")
+        result = {**self.warmup, **self.read()}
+        self.process.wait()
+        result["ms"] = median(self.times)
+        return result
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def in_turns(workers: list[Worker], rounds: int) -> None:
+    """Step every worker once per round, starting each round one worker later."""
+    for r in range(rounds):
+        for i in range(len(workers)):
+            workers[(i + r) % len(workers)].step()
+
+
+def loss_diffs(losses: list[dict[str, float]], base: list[dict[str, float]]) -> tuple[float, float]:
+    """Largest relative loss difference to the plain path: at the first step, and over all steps."""
+
+    def rel(a: dict[str, float], b: dict[str, float]) -> float:
+        return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in b)
+
+    return rel(losses[0], base[0]), max(rel(a, b) for a, b in zip(losses, base))
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print(flush=True)
+
+
+def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> None:
+    workers: list[tuple[str, Worker]] = []
+    skipped = []
+    for name, model_params, settings in OPTIONS:
+        if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2:
+            skipped.append(f"{name}: skipped, bf16 matmul runs at {bf16_peak / fp32_peak:.0%} of fp32 here")
+            continue
+        if settings.get("compile") and args.skip_compile:
+            continue
+        print(f"warming up: {name}", flush=True)
+        config = {"size": args.size, "blocks": args.blocks, "model_params": model_params, "settings": settings}
+        workers.append((name, Worker("train", config)))
+    print(f"timing {args.steps} rounds ...", flush=True)
+    in_turns([w for _, w in workers], args.steps)
+    results = [(name, w.finish()) for name, w in workers]
+    base = results[0][1]
+    rows = []
+    for name, r in results:
+        first, overall = loss_diffs(r["losses"], base["losses"])
+        flops = r["flops"] or base["flops"]  # compiled: the same arithmetic as the plain path
+        gflops = flops / 1e9 / (r["ms"] / 1000)
+        rows.append([
+            name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x",
+            f"{r['flops'] / 1e9:.0f}" if r["flops"] else "(as plain)", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
+            f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}", f"{r['warmup_rss_mb']:.0f}",
+            f"{first:.1e}", f"{overall:.1e}",
+        ])
+    print(f"training step, {args.size} px, {args.blocks} blocks, batch 1, {base['threads']} threads; "
+          f"median of {args.steps} steps taken in turns")
+    table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of fp32 peak", "step RSS MB",
+                 "RSS ratio", "warm-up s", "warm-up RSS MB", "loss rel diff step 1", f"over {args.steps + 1} steps"])
+    for line in skipped:
+        print(line)
+
+
+def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> None:
+    import tempfile
+
+    import torch
+
+    from ganforge.plugins import collect_registries, make_plugin_manager
+
+    registries = collect_registries(make_plugin_manager())
+    net = registries.resolve("generator", {"type": "resnet", "n_blocks": args.blocks}, "g").build()
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net(torch.zeros(1, 3, args.size, args.size))
+    direct_flops = counter.get_total_flops()
+
+    workers: list[tuple[str, Worker, Path]] = []
+    skipped = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, mode) in enumerate(INFERENCE_MODES):
+            if mode.get("bf16") and bf16_peak < fp32_peak / 2:
+                skipped.append(f"{name}: skipped, bf16 matmul runs at {bf16_peak / fp32_peak:.0%} of fp32 here")
+                continue
+            if mode.get("compile") and args.skip_compile:
+                continue
+            print(f"warming up: {name}", flush=True)
+            output = Path(tmp) / f"{i}.pt"
+            config = {"size": args.size, "blocks": args.blocks, "mode": mode, "output": str(output)}
+            workers.append((name, Worker("infer", config), output))
+        print(f"timing {args.steps} rounds ...", flush=True)
+        in_turns([w for _, w, _ in workers], args.steps)
+        results = [(name, w.finish(), torch.load(out)) for name, w, out in workers]
+    base, base_out = results[0][1], results[0][2]
+    rows = []
+    for name, r, out in results:
+        images_per_s = 1000 / r["ms"]
+        gflops = direct_flops / 1e9 * images_per_s
+        rows.append([
+            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
+            f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}",
+            f"{(out - base_out).abs().max().item():.1e}",
+        ])
+    print(f"translation, {args.size} px, {args.blocks} blocks ({direct_flops / 1e9:.1f} GFLOP per image by direct "
+          f"convolution); median of {args.steps} calls taken in turns")
+    table(rows, ["mode", "images/s", "vs plain", "direct-equiv GFLOP/s", "of fp32 peak", "RSS MB", "RSS ratio",
+                 "first call s", "max |diff| vs plain"])
+    for line in skipped:
+        print(line)
+
+
+def sizes(args: argparse.Namespace, fp32_peak: float) -> None:
+    rows = []
+    for size, blocks in [(64, 6), (64, 9), (128, 6), (128, 9), (256, 6), (256, 9)]:
+        steps = args.steps if size < 256 else max(2, args.steps // 2)
+        print(f"{size} px, {blocks} blocks ...", flush=True)
+        plain = Worker("train", {"size": size, "blocks": blocks, "model_params": {"batch_calls": False}, "settings": {"adam": "for_loop"}})
+        fast = Worker("train", {"size": size, "blocks": blocks, "model_params": FASTEST[0], "settings": FASTEST[1]})
+        in_turns([plain, fast], steps)
+        p, f = plain.finish(), fast.finish()
+        achieved = p["flops"] / 1e9 / (p["ms"] / 1000)
+        rows.append([
+            f"{size} px, {blocks} blocks", f"{p['ms']:.0f}", f"{p['flops'] / 1e9:.0f}", f"{achieved:.0f}",
+            f"{achieved / fp32_peak:.0%}", f"{p['rss_mb']:.0f}", f"{f['ms']:.0f}", f"{p['ms'] / f['ms']:.2f}x",
+            f"{f['flops'] / 1e9:.0f}", f"{f['rss_mb']:.0f}", f"{loss_diffs(f['losses'], p['losses'])[0]:.1e}",
+        ])
+    print("training step, batch 1: plain eager fp32 (reference order) vs batched + foreach + winograd")
+    table(rows, ["config", "plain ms", "GFLOP/step", "GFLOP/s", "of fp32 peak", "RSS MB", "fastest ms", "speed-up",
+                 "GFLOP/step", "RSS MB", "loss rel diff step 1"])
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        {"train": training_worker, "infer": inference_worker}[sys.argv[2]](json.loads(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", action="store_true", help="speed options side by side")
     parser.add_argument("--inference", action="store_true", help="translation images/s")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--blocks", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--size", type=int, help="image side (default 128 for --compare, 256 for --inference)")
+    parser.add_argument("--blocks", type=int, help="residual blocks (default 6 for --compare, 9 for --inference)")
+    parser.add_argument("--steps", type=int, default=6, help="timed rounds (steps or calls per configuration)")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile options")
     args = parser.parse_args()
+    args.size = args.size or (256 if args.inference else 128)
+    args.blocks = args.blocks or (9 if args.inference else 6)
 
     import torch
 
     fp32_peak, bf16_peak = matmul_peak("float32"), matmul_peak("bfloat16")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    print(f"matmul peak measured here: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s\n")
-
+    print(f"matmul peak measured here: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s\n", flush=True)
     if args.inference:
-        modes = [
-            ("plain eager fp32 (no_grad, batch 1)", {}),
-            ("inference_mode", {"inference_mode": True}),
-            ("inference_mode + channels_last", {"inference_mode": True, "channels_last": True}),
-            ("inference_mode + bf16 autocast", {"inference_mode": True, "bf16": True}),
-            ("compile", {"inference_mode": True, "compile": True}),
-            ("compile + freezing", {"inference_mode": True, "compile": True, "freezing": True}),
-            ("compile + freezing + channels_last", {"inference_mode": True, "compile": True, "freezing": True, "channels_last": True}),
-            ("compile + freezing, batch 4", {"inference_mode": True, "compile": True, "freezing": True, "batch": 4}),
-        ]
-        rows, base = [], None
-        for name, mode in modes:
-            if mode.get("bf16") and bf16_peak < fp32_peak / 2:
-                rows.append([name, "skipped: no fast bf16 on this CPU", "", "", "", "", ""])
-                continue
-            r = in_subprocess("run_inference", size=args.size, blocks=args.blocks, images=6, mode=mode)
-            base = base or r
-            rows.append([name, f"{r['images_per_s']:.2f}", f"{r['images_per_s'] / base['images_per_s']:.2f}x",
-                         f"{r['first_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x",
-                         f"{abs(r['checksum'] - base['checksum']):.1e}"])
-        print(f"translation, {args.size} px, {args.blocks} blocks")
-        table(rows, ["mode", "images/s", "vs plain", "first call s", "peak RSS MB", "RSS vs plain", "|mean| diff"])
-        return
-
-    if args.compare:
-        rows, base = [], None
-        for name, model_params, settings in OPTIONS:
-            if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2:
-                rows.append([name, "skipped: no fast bf16 on this CPU", "", "", "", "", "", ""])
-                continue
-            if settings.get("compile") and args.skip_compile:
-                continue
-            r = in_subprocess("run_training", size=args.size, blocks=args.blocks, steps=args.steps, model_params=model_params, settings=settings)
-            base = base or r
-            diff = max(abs(a[k] - b[k]) for a, b in zip(r["losses"], base["losses"]) for k in a)
-            step0 = max(abs(r["losses"][0][k] - base["losses"][0][k]) for k in r["losses"][0])
-            rows.append([name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x", f"{r['first_s']:.1f}",
-                         f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{step0:.1e}", f"{diff:.1e}"])
-            print("  ".join(rows[-1]), flush=True)  # a row as soon as it is measured
-        print(f"training step, {args.size} px, {args.blocks} blocks, batch 1; median of {args.steps} steps after one warm-up")
-        table(rows, ["option", "ms/step", "speed-up", "first step s", "peak RSS MB", "RSS ratio", "step-0 loss diff", f"max loss diff ({args.steps + 1} steps)"])
-        return
-
-    rows = []
-    for size, blocks in [(64, 6), (64, 9), (128, 6), (128, 9), (256, 6), (256, 9)]:
-        steps = args.steps if size < 256 else 2
-        r = in_subprocess("run_training", size=size, blocks=blocks, steps=steps, model_params={"batch_calls": False}, settings={"adam": "for_loop"})
-        gflops = r["flops"] / 1e9
-        achieved = gflops / (r["ms"] / 1000)
-        rows.append([f"{size} px, {blocks} blocks", f"{r['ms']:.0f}", f"{1000 / r['ms']:.2f}", f"{gflops:.1f}",
-                     f"{achieved:.1f}", f"{achieved / fp32_peak:.0%}", f"{r['rss_mb']:.0f}"])
-    print("plain eager fp32 training step, batch 1 (reference order)")
-    table(rows, ["config", "ms/step", "steps/s", "GFLOP/step", "GFLOP/s", "of fp32 peak", "peak RSS MB"])
+        inference(args, fp32_peak, bf16_peak)
+    elif args.compare:
+        compare(args, fp32_peak, bf16_peak)
+    else:
+        sizes(args, fp32_peak)
 
 
 if __name__ == "__main__":

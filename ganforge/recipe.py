@@ -43,6 +43,14 @@ class TrainSection(_Section):
     )
     channels_last: bool = Field(False, description="Keep images and weights in channels-last memory format.")
     compile: bool = Field(False, description="torch.compile the model's networks.")
+    conv_algorithm: Literal["direct", "winograd"] = Field(
+        "direct",
+        description=(
+            "direct (torch's own convolutions) or winograd: 3x3 stride-1 convolutions with 128+ channels "
+            "computed by Winograd F(4x4, 3x3) on the CPU in fp32 (a quarter of the multiplications; "
+            "equal up to fp32 rounding, relative error ~1e-5)."
+        ),
+    )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")
     num_workers: int = Field(0, ge=0, le=512, description="DataLoader worker processes.")
     log_every: int = Field(10, ge=1, description="Steps between loss log entries.")

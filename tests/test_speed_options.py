@@ -1,4 +1,5 @@
-"""Speed options train the same model: batched calls, foreach/fused Adam, channels_last, bf16.
+"""Speed options train the same model: batched calls, foreach/fused Adam, channels_last, bf16,
+torch.compile and Winograd convolutions.
 
 Each is compared with the plain reference-order fp32 step from the same weights and data.
 """
@@ -16,12 +17,12 @@ from tests.conftest import RECIPES, run_cli
 REGISTRIES = collect_registries(make_plugin_manager())
 
 
-def train(steps: int = 3, batch_calls: bool = False, adam: str = "for_loop", **runtime_options):
+def train(steps: int = 3, batch_calls: bool = False, adam: str = "for_loop", ngf: int = 8, **runtime_options):
     torch.manual_seed(0)
     spec = {
         "type": "cyclegan",
         "batch_calls": batch_calls,
-        "generator": {"type": "resnet", "ngf": 8, "n_blocks": 2},
+        "generator": {"type": "resnet", "ngf": ngf, "n_blocks": 2},
         "discriminator": {"type": "patchgan", "ndf": 8},
         "pool": {"type": "history", "size": 2},
     }
@@ -81,6 +82,54 @@ def test_memory_format_and_mixed_precision_stay_close(options, first_step, three
     if options.get("channels_last"):
         conv = model.G_A.model[1].weight
         assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_networks_compute_what_eager_ones_do():
+    """torch.compile fuses the pointwise work around the convolutions: fp32 still, other rounding.
+
+    One small generator, forward and backward (a cold compile of the whole CycleGAN step takes ~2
+    minutes on 2 cores; benchmarks/train_step.py --compare reports its losses against eager).
+    """
+    torch.manual_seed(0)
+    spec = {"type": "resnet", "ngf": 8, "n_blocks": 1}
+    eager = REGISTRIES.resolve("generator", spec, "g").build()
+    compiled = REGISTRIES.resolve("generator", spec, "g").build()
+    compiled.load_state_dict(eager.state_dict())
+    Runtime(torch.device("cpu"), compile=True).prepare_model(compiled, {"G": compiled})
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    outputs = []
+    for net in (eager, compiled):
+        out = net(x)
+        out.square().mean().backward()
+        outputs.append(out.detach())
+    assert compiled._compiled_call_impl is not None  # really compiled, in place
+    assert (outputs[0] - outputs[1]).abs().max() < 1e-5
+    # Biases before an instance norm have a true gradient of 0: theirs is rounding noise (~1e-8).
+    for (name, a), (_, b) in zip(eager.named_parameters(), compiled.named_parameters()):
+        assert (a.grad - b.grad).abs().max() <= 1e-4 * a.grad.abs().max() + 1e-6, name
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # checkpoints are unchanged
+
+
+def test_winograd_convolutions_train_like_direct_ones():
+    """Residual blocks of 128 channels (ngf 32) switch to Winograd; relative error ~1e-5 per layer."""
+    plain_model, plain = train(ngf=32)
+    model, losses = train(ngf=32, conv_algorithm="winograd")
+    switched = [name for name, m in model.named_modules() if type(m).__name__ == "WinogradConv2d"]
+    assert len(switched) == 2 * 2 * 2  # two generators, two blocks, two convolutions each
+    assert max_loss_diff(losses, plain, steps=1) < 1e-4
+    assert max_loss_diff(losses, plain) < 1e-2
+    assert list(model.state_dict()) == list(plain_model.state_dict())
+
+
+def test_speed_options_may_change_when_a_run_resumes():
+    from ganforge.engine.resume import recipe_differences
+
+    saved = {"train": {"compile": False, "conv_algorithm": "direct", "channels_last": False, "batch_size": 1}}
+    now = {"train": {"compile": True, "conv_algorithm": "winograd", "channels_last": True, "batch_size": 1}}
+    assert recipe_differences(saved, now) == []
+    assert recipe_differences(saved, {"train": {**now["train"], "batch_size": 2}}) == [
+        "train.batch_size: checkpoint 1, recipe 2"
+    ]
 
 
 def test_fp16_needs_cuda():

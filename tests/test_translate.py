@@ -364,3 +364,22 @@ def test_loading_errors_name_the_file(tmp_path) -> None:
     torch.save([torch.zeros(1)], listed)
     with pytest.raises(CheckpointError, match="holds no tensors keyed by name"):
         load_generator(listed)
+
+
+def test_winograd_option_translates_to_the_same_pixels(tmp_path, capsys) -> None:
+    from ganforge_cyclegan.networks import ResnetParams, build_resnet
+
+    torch.manual_seed(0)
+    net = build_resnet(ResnetParams(ngf=32, n_blocks=1))  # residual blocks at 128 channels: eligible
+    torch.save(net.state_dict(), tmp_path / "latest_net_G_A.pth")
+    noise_image(tmp_path / "in" / "a.png", 48, 40)
+    pixels = []
+    for flag in ("--no-winograd", "--winograd"):
+        code, _, err = cli(
+            capsys, "translate", str(tmp_path / "latest_net_G_A.pth"), str(tmp_path / "in"),
+            "--out", str(tmp_path / flag), "--device", "cpu", flag,
+        )
+        assert code == 0, err
+        pixels.append(np.asarray(Image.open(tmp_path / flag / "a.png"), dtype=np.int64))
+    assert "note: --winograd: 2 convolution(s) switched to Winograd F(4x4, 3x3)" in err
+    assert np.abs(pixels[0] - pixels[1]).max() <= 1  # fp32 rounding at most flips a grey level

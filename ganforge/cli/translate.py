@@ -125,6 +125,15 @@ def translate(
         ),
     ] = "global",
     overwrite: Annotated[bool, typer.Option(help="Replace images already in --out.")] = False,
+    winograd: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3), about 1.5x faster "
+                "for the paper's generator at 256 px; equal to fp32 rounding (see docs/performance.md)."
+            )
+        ),
+    ] = False,
     plugin: PluginOption = None,
 ) -> None:
     """Translate an image or a folder of images with a trained generator, keeping file names and folders."""
@@ -179,6 +188,13 @@ def translate(
         device=pick_device(device),
         plugins=plugin or [],
     )
+    if winograd:
+        if not generator.has_python_module:
+            raise GanforgeError(f"--winograd: {generator.label} is not a PyTorch module (only those can switch)")
+        from ganforge.ops.winograd import use_winograd
+
+        switched = use_winograd(generator.module)
+        generator.notes.append(f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3)")
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
     tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)

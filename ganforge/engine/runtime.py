@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ class Runtime:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    conv_algorithm: str = "direct"
     rank: int = 0
     world_size: int = 1
 
@@ -45,10 +47,21 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
     def prepare_model(self, model: torch.nn.Module, networks: dict[str, torch.nn.Module]) -> torch.nn.Module:
-        """Move ``model`` to the device and memory format; compile ``networks`` in place if asked."""
+        """Move ``model`` to the device and memory format; switch convolution algorithm and compile
+        ``networks`` in place if asked (parameters and state-dict keys stay as they are)."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.conv_algorithm == "winograd":
+            from ganforge.ops.winograd import use_winograd
+
+            switched = [name for net in networks.values() for name in use_winograd(net)]
+            if not switched:
+                warnings.warn(
+                    "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 "
+                    "one with 128 or more channels; every layer stays direct",
+                    stacklevel=2,
+                )
         if self.compile:
             for net in networks.values():
                 net.compile()  # in place: state_dict keys stay as they are
@@ -95,4 +108,10 @@ def make_runtime(train: Any) -> Runtime:
         raise GanforgeError(f"train.precision: 'fp16' needs a CUDA device (this run is on {device}); use 'bf16' or 'fp32'")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
-    return Runtime(device, train.precision, channels_last=train.channels_last, compile=train.compile)
+    return Runtime(
+        device,
+        train.precision,
+        channels_last=train.channels_last,
+        compile=train.compile,
+        conv_algorithm=train.conv_algorithm,
+    )

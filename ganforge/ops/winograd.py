@@ -1,0 +1,247 @@
+"""3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016, arXiv 1509.09308).
+
+A stride-1 3x3 convolution over 6x6 input tiles (stride 4) becomes 36 independent matrix products in
+the transformed domain: 2.25 multiplications per output instead of 9, a quarter of the direct
+arithmetic. On a CPU whose direct convolution already runs near its matmul peak this is the one way
+left to make the residual blocks of an image-to-image generator cheaper. The results equal the direct
+convolution up to fp32 rounding (relative error about 1e-5, see ``tests/test_winograd.py``).
+
+:func:`use_winograd` switches the eligible ``nn.Conv2d`` layers of a module in place (their class only:
+parameters, state-dict keys, hooks and optimizer references stay as they are). The switched layers
+compute Winograd on the CPU in fp32 and fall back to the direct convolution everywhere else (CUDA and
+MPS pick their own algorithms, autocast runs in reduced precision where Winograd's error grows).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
+# output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.
+_BT = [
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+]
+_G = [
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
+]
+_AT = [
+    [1, 1, 1, 1, 1, 0],
+    [0, 1, -1, 2, -2, 0],
+    [0, 1, 1, 4, 4, 0],
+    [0, 1, -1, 8, -8, 1],
+]
+
+TILE = 6  # input tile side
+OUT = 4  # output tile side
+CHUNK_TILES = 256  # tiles per batched product, see winograd_conv3x3
+
+_cache: dict[tuple[torch.device, str], torch.Tensor] = {}
+
+
+def _transform(name: str, device: torch.device) -> torch.Tensor:
+    """The 2-D transform ``kron(M, M)`` (computed in float64, stored in fp32) for one of B^T, G, A^T."""
+    key = (device, name)
+    if key not in _cache:
+        m = torch.tensor({"BT": _BT, "G": _G, "AT": _AT}[name], dtype=torch.float64)
+        _cache[key] = torch.kron(m, m).to(device=device, dtype=torch.float32)
+    return _cache[key]
+
+
+def transform_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(K, C, 3, 3) filters -> (36, K, C): G g G^T for each filter, one matrix per tile position."""
+    k, c = weight.shape[:2]
+    return torch.matmul(_transform("G", weight.device), weight.reshape(k * c, 9).t()).view(36, k, c)
+
+
+def _input_tiles(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 4th+2, 4tw+2) -> (36, C, N*th*tw): B^T d B of every overlapping 6x6 tile.
+
+    One 6x6, stride-4 convolution with 36 fixed filters per channel computes all tile transforms
+    without first copying the overlapping tiles out.
+    """
+    n, c, hp, wp = x.shape
+    tiles = (hp - 2) // OUT * ((wp - 2) // OUT)
+    kernel = _transform("BT", x.device).view(36, 1, TILE, TILE)
+    v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=OUT)  # (N*C, 36, th, tw)
+    if n == 1:
+        return v.view(c, 36, tiles).transpose(0, 1)  # a strided view the batched matmul takes as is
+    return v.view(n, c, 36, tiles).permute(2, 1, 0, 3).reshape(36, c, n * tiles)
+
+
+def _output_tiles(m: torch.Tensor, n: int, th: int, tw: int) -> torch.Tensor:
+    """(36, K, N*th*tw) -> (N, K, 4th, 4tw): A^T m A of every tile, laid out as an image."""
+    k = m.shape[1]
+    y = torch.matmul(_transform("AT", m.device), m.reshape(36, -1)).view(OUT, OUT, k, n, th, tw)
+    return y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, th * OUT, tw * OUT)
+
+
+def _grad_output_tiles(dy: torch.Tensor) -> torch.Tensor:
+    """Adjoint of :func:`_output_tiles`: (N, K, 4th, 4tw) -> (36, K, N*th*tw)."""
+    n, k, h, w = dy.shape
+    th, tw = h // OUT, w // OUT
+    tiles = dy.reshape(n, k, th, OUT, tw, OUT).permute(3, 5, 1, 0, 2, 4).reshape(OUT * OUT, -1)
+    return torch.matmul(_transform("AT", dy.device).t(), tiles).view(36, k, n * th * tw)
+
+
+def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int) -> torch.Tensor:
+    """Adjoint of :func:`_input_tiles`: (36, C, N*th*tw) -> (N, C, hp, wp), overlapping tiles summed."""
+    c = dv.shape[1]
+    tiles = (hp - 2) // OUT * ((wp - 2) // OUT)
+    d = torch.matmul(_transform("BT", dv.device).t(), dv.reshape(36, -1)).view(36, c, n, tiles)
+    cols = d.permute(2, 1, 0, 3).reshape(n, c * 36, tiles)
+    return F.fold(cols, (hp, wp), TILE, stride=OUT)
+
+
+def _forward(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, transformed input tiles) from the padded input and the transformed filters."""
+    n, _, hp, wp = x.shape
+    v = _input_tiles(x)
+    y = _output_tiles(torch.bmm(u, v), n, (hp - 2) // OUT, (wp - 2) // OUT)
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    return y, v
+
+
+class _Winograd(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, u: torch.Tensor | None
+    ) -> torch.Tensor:
+        n, _, hp, wp = x.shape
+        if u is None:
+            u = transform_weight(weight)
+        y, v = _forward(x, u, bias)
+        if torch.compiler.is_compiling():
+            u, v = u.clone(), v.clone()  # dynamo does not let a traced Function save views of intermediates
+        ctx.save_for_backward(u, v)
+        ctx.shape = (n, hp, wp)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
+        u, v = ctx.saved_tensors
+        n, hp, wp = ctx.shape
+        dm = _grad_output_tiles(dy.contiguous())
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = _grad_input_tiles(torch.bmm(u.transpose(1, 2), dm), n, hp, wp)
+        if ctx.needs_input_grad[1]:
+            du = torch.bmm(dm, v.transpose(1, 2))  # (36, K, C)
+            k, c = du.shape[1:]
+            dw = torch.matmul(_transform("G", du.device).t(), du.reshape(36, k * c)).t().reshape(k, c, 3, 3)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dy.sum((0, 2, 3))
+        return dx, dw, db, None
+
+
+def winograd_conv3x3(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    transformed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias)`` for 3x3 filters, stride 1, no padding, by Winograd F(4x4, 3x3).
+
+    ``x`` is (N, C, H + 2, W + 2) and the result (N, K, H, W); sizes that are not multiples of 4 are
+    padded with zeros to the next tile and cropped back. ``transformed``, the filters'
+    :func:`transform_weight` computed before, saves that work (the gradient still reaches ``weight``).
+    """
+    if weight.shape[2:] != (3, 3) or x.dim() != 4:
+        raise ValueError(f"winograd_conv3x3 takes 4-D input and 3x3 filters, not {tuple(x.shape)} and {tuple(weight.shape)}")
+    h, w = x.shape[2] - 2, x.shape[3] - 2
+    th, tw = -(-h // OUT), -(-w // OUT)
+    extra_h, extra_w = th * OUT - h, tw * OUT - w
+    if extra_h or extra_w:
+        x = F.pad(x, (0, extra_w, 0, extra_h))
+    # The batched products run fastest at a few hundred tiles (measured on a 2-core AVX2 CPU: 36
+    # products of 256x256 by 256xT at 80-100 GFLOP/s for T = 64-512, falling beyond), so large
+    # batches go through in chunks of whole images.
+    per_chunk = max(1, CHUNK_TILES // (th * tw))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        parts = [_Winograd.apply(chunk, weight, bias, transformed) for chunk in x.split(per_chunk)]
+    else:
+        u = transformed if transformed is not None else transform_weight(weight)
+        parts = [_forward(chunk, u, bias)[0] for chunk in x.split(per_chunk)]
+    y = parts[0] if len(parts) == 1 else torch.cat(parts)
+    if extra_h or extra_w:
+        y = y[:, :, :h, :w]
+    return y
+
+
+class WinogradConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (3x3, stride 1) computed by :func:`winograd_conv3x3` on the CPU in fp32.
+
+    Made by :func:`use_winograd` from an existing layer; identical parameters and state dict. Under
+    ``torch.inference_mode`` (translation) the transformed filters are kept until the weights change:
+    a change is seen by the weight's storage, version counter and sum (CPU fused Adam does not bump
+    the version counter, so the version alone would miss its steps). Training recomputes them.
+    """
+
+    _transformed: tuple[tuple[int, int, float], torch.Tensor] | None = None
+
+    def _cached_transform(self, weight: torch.Tensor) -> torch.Tensor | None:
+        if torch.compiler.is_compiling():
+            # Traced: for inference (under freezing) it folds into a constant; for training the
+            # Function transforms the weights itself.
+            return None if torch.is_grad_enabled() else transform_weight(weight)
+        if not torch.is_inference_mode_enabled():
+            return None
+        key = (weight.data_ptr(), weight._version, float(weight.sum()))
+        if self._transformed is None or self._transformed[0] != key:
+            self._transformed = (key, transform_weight(weight))
+        return self._transformed[1]
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if (
+            input.device.type != "cpu"
+            or input.dtype != torch.float32
+            or weight.dtype != torch.float32
+            or torch.is_autocast_enabled("cpu")
+        ):
+            return super()._conv_forward(input, weight, bias)
+        ph, pw = self.padding  # type: ignore[misc]
+        if ph or pw:
+            input = F.pad(input, (pw, pw, ph, ph))
+        return winograd_conv3x3(input, weight, bias, self._cached_transform(weight))
+
+
+def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
+    """A plain 3x3, stride-1, undilated, ungrouped, zero- or un-padded convolution, wide enough to pay."""
+    return (
+        type(layer) is nn.Conv2d
+        and layer.kernel_size == (3, 3)
+        and layer.stride == (1, 1)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+        and layer.padding_mode == "zeros"
+        and isinstance(layer.padding, tuple)
+        and all(p in (0, 1) for p in layer.padding)
+        and min(layer.in_channels, layer.out_channels) >= min_channels
+    )
+
+
+def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
+    """Compute the eligible convolutions of ``module`` by Winograd from now on; return their names.
+
+    Layers narrower than ``min_channels`` stay direct: there the transforms cost more than they save
+    (measured in benchmarks/train_step.py --winograd-layers).
+    """
+    names = []
+    for name, layer in module.named_modules():
+        if eligible(layer, min_channels):
+            layer.__class__ = WinogradConv2d  # same data, one method different (as torch's parametrize does)
+            names.append(name)
+    return names

@@ -1,0 +1,154 @@
+"""Winograd F(4x4, 3x3) convolutions: the same values and gradients as the direct convolution."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from ganforge_cyclegan.networks import ResnetParams, build_resnet
+from torch import nn
+
+from ganforge.engine.runtime import Runtime
+from ganforge.ops.winograd import WinogradConv2d, use_winograd, winograd_conv3x3
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((value.double() - reference).abs().max() / reference.abs().max()).item()
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "h", "w"),
+    [(1, 16, 24, 8, 8), (3, 8, 5, 12, 16), (2, 5, 7, 9, 13), (1, 3, 2, 1, 2), (3, 4, 3, 64, 60)],
+    ids=["one-image", "batch", "ragged-tiles", "smaller-than-a-tile", "chunks-of-images"],
+)
+def test_values_and_gradients_match_the_direct_convolution(n, c, k, h, w):
+    generator = torch.Generator().manual_seed(n * 100 + h)
+    x = torch.randn(n, c, h + 2, w + 2, generator=generator, dtype=torch.float64)
+    weight = torch.randn(k, c, 3, 3, generator=generator, dtype=torch.float64) * 0.1
+    bias = torch.randn(k, generator=generator, dtype=torch.float64)
+    grad = torch.randn(n, k, h, w, generator=generator, dtype=torch.float64)
+
+    exact = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    expected = F.conv2d(*exact)
+    expected.backward(grad)
+    fast = [t.float().requires_grad_() for t in (x, weight, bias)]
+    result = winograd_conv3x3(*fast)
+    result.backward(grad.float())
+
+    assert result.shape == expected.shape
+    assert relative_error(result.detach(), expected.detach()) < 5e-5
+    for fast_input, exact_input in zip(fast, exact):
+        assert relative_error(fast_input.grad, exact_input.grad) < 5e-5
+
+
+def test_bias_is_optional_and_only_needed_gradients_are_computed():
+    x = torch.randn(1, 4, 10, 10)
+    weight = torch.randn(6, 4, 3, 3, requires_grad=True)
+    result = winograd_conv3x3(x, weight)
+    assert torch.allclose(result, F.conv2d(x, weight), atol=1e-4)
+    result.sum().backward()
+    assert x.grad is None and weight.grad is not None
+
+
+def test_other_filter_sizes_are_refused():
+    with pytest.raises(ValueError, match="3x3 filters"):
+        winograd_conv3x3(torch.zeros(1, 2, 8, 8), torch.zeros(2, 2, 5, 5))
+
+
+def generator(ngf: int = 32) -> nn.Module:
+    torch.manual_seed(0)
+    return build_resnet(ResnetParams(ngf=ngf, n_blocks=2))
+
+
+def test_only_wide_3x3_stride_1_layers_switch_and_parameters_stay():
+    net = generator()  # residual blocks at 4 x 32 = 128 channels; the rest is 7x7, strided or transposed
+    before = {name: p for name, p in net.named_parameters()}
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        expected = net(x)
+    switched = use_winograd(net)
+    assert switched == [f"model.{i}.conv_block.{j}" for i in (10, 11) for j in (1, 5)]
+    assert all(isinstance(net.get_submodule(name), WinogradConv2d) for name in switched)
+    assert dict(net.named_parameters()) == before  # the very same Parameter objects
+    assert list(net.state_dict()) == list(before)
+    with torch.no_grad():
+        result = net(x)
+    assert (result - expected).abs().max() < 1e-4
+    assert use_winograd(generator(ngf=8)) == []  # 32 channels: the transforms would cost more than they save
+
+
+def test_padded_layers_pad_with_zeros_as_the_direct_layer_does():
+    layer = nn.Conv2d(128, 128, 3, padding=1)
+    x = torch.randn(1, 128, 12, 12)
+    expected = layer(x)
+    assert use_winograd(layer) == [""]
+    assert relative_error(layer(x).detach(), expected.detach().double()) < 5e-5
+
+
+def test_reduced_precision_and_other_dtypes_use_the_direct_convolution():
+    layer = nn.Conv2d(128, 128, 3)
+    use_winograd(layer)
+    x = torch.randn(1, 128, 10, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias))
+    double = layer.double()
+    assert torch.equal(double(x.double()), F.conv2d(x.double(), double.weight, double.bias))
+
+
+def test_runtime_switches_every_network_and_says_when_nothing_is_eligible():
+    nets = {"G": generator(), "small": generator(ngf=8)}
+    model = nn.ModuleDict(nets)
+    Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(model, nets)
+    assert sum(isinstance(m, WinogradConv2d) for m in nets["G"].modules()) == 4
+    small = {"small": generator(ngf=8)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(nn.ModuleDict(small), small)
+    assert any("no convolution" in str(w.message) for w in caught)
+
+
+def test_translation_keeps_transformed_filters_until_the_weights_change():
+    layer = nn.Conv2d(128, 128, 3, padding=1)
+    use_winograd(layer)
+    x = torch.randn(1, 128, 8, 8)
+    with torch.inference_mode():
+        first = layer(x)
+        assert layer._transformed is not None
+        kept = layer._transformed[1]
+        assert torch.equal(layer(x), first) and layer._transformed[1] is kept
+    with torch.no_grad():
+        layer.weight.mul_(2)  # e.g. load_state_dict copies in place
+    with torch.inference_mode():
+        doubled = layer(x)
+    assert layer._transformed[1] is not kept
+    assert torch.allclose(doubled - layer.bias.view(1, -1, 1, 1), 2 * (first - layer.bias.view(1, -1, 1, 1)), atol=1e-4)
+
+
+@pytest.mark.parametrize("implementation", ["for_loop", "foreach", "fused"])
+def test_kept_filters_follow_optimizer_steps_and_loads(implementation):
+    """Translation keeps the transformed filters; any change of the weights renews them (fused Adam
+    on the CPU changes weights without bumping their version counter)."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(128, 128, 3, padding=1)
+    use_winograd(layer)
+    optimizer = torch.optim.Adam(
+        layer.parameters(), lr=0.01, foreach=implementation == "foreach", fused=implementation == "fused" or None
+    )
+    x = torch.randn(2, 128, 8, 8)
+
+    def check() -> None:
+        expected = F.conv2d(x, layer.weight, layer.bias, padding=1).detach().double()
+        with torch.inference_mode():
+            assert relative_error(layer(x), expected) < 5e-5
+        assert relative_error(layer(x).detach(), expected) < 5e-5
+
+    for _ in range(2):
+        check()
+        optimizer.zero_grad()
+        layer(x).square().mean().backward()
+        optimizer.step()
+    check()
+    layer.load_state_dict({k: v * 0.5 for k, v in layer.state_dict().items()})
+    check()
