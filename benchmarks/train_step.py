@@ -300,6 +300,7 @@ def table(rows: list[list[str]], header: list[str]) -> None:
 
 def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> None:
     workers: list[tuple[str, Worker]] = []
+    chosen = []
     skipped = []
     for name, model_params, settings in OPTIONS:
         if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2:
@@ -310,23 +311,27 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
         print(f"warming up: {name}", flush=True)
         config = {"size": args.size, "blocks": args.blocks, "model_params": model_params, "settings": settings}
         workers.append((name, Worker("train", config)))
+        chosen.append((name, model_params, settings))
     print(f"timing {args.steps} rounds ...", flush=True)
     in_turns([w for _, w in workers], args.steps)
     results = [(name, w.finish()) for name, w in workers]
+    fp32_peak = max(fp32_peak, matmul_peak("float32"))
     base = results[0][1]
+    by_algorithm = {s.get("conv_algorithm", "direct"): r["flops"] for (_, _, s), (_, r) in zip(chosen, results) if r["flops"]}
     rows = []
-    for name, r in results:
+    for (_, _, settings), (name, r) in zip(chosen, results):
         first, overall = loss_diffs(r["losses"], base["losses"])
-        flops = r["flops"] or base["flops"]  # compiled: the same arithmetic as the plain path
+        # compiled: the arithmetic of the same configuration in eager mode
+        flops = r["flops"] or by_algorithm.get(settings.get("conv_algorithm", "direct"), base["flops"])
         gflops = flops / 1e9 / (r["ms"] / 1000)
         rows.append([
             name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x",
-            f"{r['flops'] / 1e9:.0f}" if r["flops"] else "(as plain)", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
+            f"{r['flops'] / 1e9:.0f}" if r["flops"] else "(eager's)", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}", f"{r['warmup_rss_mb']:.0f}",
             f"{first:.1e}", f"{overall:.1e}",
         ])
     print(f"training step, {args.size} px, {args.blocks} blocks, batch 1, {base['threads']} threads; "
-          f"median of {args.steps} steps taken in turns")
+          f"median of {args.steps} steps taken in turns; fp32 peak {fp32_peak:.1f} GFLOP/s (best of before and after)")
     table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of fp32 peak", "step RSS MB",
                  "RSS ratio", "warm-up s", "warm-up RSS MB", "loss rel diff step 1", f"over {args.steps + 1} steps"])
     for line in skipped:
@@ -365,6 +370,7 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
         print(f"timing {args.steps} rounds ...", flush=True)
         in_turns([w for _, w, _ in workers], args.steps)
         results = [(name, w.finish(), torch.load(out)) for name, w, out in workers]
+    fp32_peak = max(fp32_peak, matmul_peak("float32"))
     base, base_out = results[0][1], results[0][2]
     rows = []
     for name, r, out in results:
@@ -376,7 +382,7 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
             f"{(out - base_out).abs().max().item():.1e}",
         ])
     print(f"translation, {args.size} px, {args.blocks} blocks ({direct_flops / 1e9:.1f} GFLOP per image by direct "
-          f"convolution); median of {args.steps} calls taken in turns")
+          f"convolution); median of {args.steps} calls taken in turns; fp32 peak {fp32_peak:.1f} GFLOP/s")
     table(rows, ["mode", "images/s", "vs plain", "direct-equiv GFLOP/s", "of fp32 peak", "RSS MB", "RSS ratio",
                  "first call s", "max |diff| vs plain"])
     for line in skipped:
@@ -384,23 +390,28 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
 
 
 def sizes(args: argparse.Namespace, fp32_peak: float) -> None:
-    rows = []
+    measured = []
     for size, blocks in [(64, 6), (64, 9), (128, 6), (128, 9), (256, 6), (256, 9)]:
         steps = args.steps if size < 256 else max(2, args.steps // 2)
         print(f"{size} px, {blocks} blocks ...", flush=True)
         plain = Worker("train", {"size": size, "blocks": blocks, "model_params": {"batch_calls": False}, "settings": {"adam": "for_loop"}})
         fast = Worker("train", {"size": size, "blocks": blocks, "model_params": FASTEST[0], "settings": FASTEST[1]})
         in_turns([plain, fast], steps)
-        p, f = plain.finish(), fast.finish()
+        measured.append((size, blocks, plain.finish(), fast.finish()))
+    fp32_peak = max(fp32_peak, matmul_peak("float32"))
+    rows = []
+    for size, blocks, p, f in measured:
         achieved = p["flops"] / 1e9 / (p["ms"] / 1000)
         rows.append([
             f"{size} px, {blocks} blocks", f"{p['ms']:.0f}", f"{p['flops'] / 1e9:.0f}", f"{achieved:.0f}",
             f"{achieved / fp32_peak:.0%}", f"{p['rss_mb']:.0f}", f"{f['ms']:.0f}", f"{p['ms'] / f['ms']:.2f}x",
-            f"{f['flops'] / 1e9:.0f}", f"{f['rss_mb']:.0f}", f"{loss_diffs(f['losses'], p['losses'])[0]:.1e}",
+            f"{f['flops'] / 1e9:.0f}", f"{f['rss_mb']:.0f}", f"{f['rss_mb'] / p['rss_mb']:.2f}x",
+            f"{loss_diffs(f['losses'], p['losses'])[0]:.1e}",
         ])
-    print("training step, batch 1: plain eager fp32 (reference order) vs batched + foreach + winograd")
+    print("training step, batch 1: plain eager fp32 (reference order) vs batched + foreach + winograd; "
+          f"fp32 peak {fp32_peak:.1f} GFLOP/s (best of before and after)")
     table(rows, ["config", "plain ms", "GFLOP/step", "GFLOP/s", "of fp32 peak", "RSS MB", "fastest ms", "speed-up",
-                 "GFLOP/step", "RSS MB", "loss rel diff step 1"])
+                 "GFLOP/step", "RSS MB", "RSS ratio", "loss rel diff step 1"])
 
 
 def main() -> None:
@@ -420,7 +431,7 @@ def main() -> None:
 
     import torch
 
-    fp32_peak, bf16_peak = matmul_peak("float32"), matmul_peak("bfloat16")
+    fp32_peak, bf16_peak = matmul_peak("float32"), matmul_peak("bfloat16")  # measured again at the end
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"matmul peak measured here: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s\n", flush=True)
     if args.inference:

@@ -62,7 +62,7 @@ def test_batched_calls_compute_the_same_step():
 
 @pytest.mark.parametrize("adam", ["foreach", "fused"])
 def test_adam_implementations_agree(adam):
-    model, losses = train(adam=adam)
+    _, losses = train(adam=adam)
     assert max_loss_diff(losses, PLAIN[1]) < 1e-5
 
 

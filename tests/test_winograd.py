@@ -52,6 +52,13 @@ def test_bias_is_optional_and_only_needed_gradients_are_computed():
     assert x.grad is None and weight.grad is not None
 
 
+def test_the_function_works_in_the_input_dtype():
+    """The transforms are exact in float64: the algorithm, not the arithmetic, is what is tested."""
+    x = torch.randn(2, 6, 14, 10, dtype=torch.float64)
+    weight = torch.randn(5, 6, 3, 3, dtype=torch.float64)
+    assert relative_error(winograd_conv3x3(x, weight), F.conv2d(x, weight)) < 1e-12
+
+
 def test_other_filter_sizes_are_refused():
     with pytest.raises(ValueError, match="3x3 filters"):
         winograd_conv3x3(torch.zeros(1, 2, 8, 8), torch.zeros(2, 2, 5, 5))

@@ -194,7 +194,8 @@ def translate(
         from ganforge.ops.winograd import use_winograd
 
         switched = use_winograd(generator.module)
-        generator.notes.append(f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3)")
+        where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"
+        generator.notes.append(f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3){where}")
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
     tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)
