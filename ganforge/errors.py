@@ -50,3 +50,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class GanforgeWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as one line."""

@@ -121,6 +121,22 @@ def test_winograd_convolutions_train_like_direct_ones():
     assert list(model.state_dict()) == list(plain_model.state_dict())
 
 
+def test_winograd_on_a_model_without_wide_3x3_layers_is_one_warning_line(tmp_path):
+    result = run_cli(
+        "run", str(RECIPES / "quickstart.toml"),
+        "--set", 'train.conv_algorithm="winograd"', "--set", "train.epochs=1",
+        "--set", "train.max_iters_per_epoch=1", "--set", "data.size=32", "--set", "output.report=false",
+        "--set", f'output.root="{tmp_path.as_posix()}"',
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        (
+            "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 one "
+            "with 128 or more channels; every layer stays direct"
+        )
+    ]
+
+
 def test_speed_options_may_change_when_a_run_resumes():
     from ganforge.engine.resume import recipe_differences
 

@@ -12,11 +12,12 @@ import os
 import pkgutil
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 import typer
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, GanforgeWarning
 
 DEBUG_ENV = "GANFORGE_DEBUG"
 
@@ -50,9 +51,22 @@ def _debug() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """ganforge's own warnings as one ``warning: ...`` line (with their source under GANFORGE_DEBUG)."""
+    if issubclass(category, GanforgeWarning) and not _debug():
+        sys.stderr.write(f"warning: {printable(str(message))}\n")
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        build_app()(args=list(argv) if argv is not None else None, prog_name="ganforge")
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            build_app()(args=list(argv) if argv is not None else None, prog_name="ganforge")
     except GanforgeError as exc:
         if _debug():
             traceback.print_exc()

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, GanforgeWarning
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Runtime:
                 warnings.warn(
                     "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 "
                     "one with 128 or more channels; every layer stays direct",
+                    GanforgeWarning,
                     stacklevel=2,
                 )
         if self.compile:
