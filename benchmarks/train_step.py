@@ -3,6 +3,7 @@
     python benchmarks/train_step.py              # 64/128/256 px x 6/9 blocks: plain eager fp32 vs fastest
     python benchmarks/train_step.py --compare    # every speed option side by side, 128 px / 6 blocks
     python benchmarks/train_step.py --inference  # translation images/s, 256 px / 9 blocks
+    python benchmarks/train_step.py --compare --device cuda --size 256 --blocks 9   # the GPU check
 
 Every configuration lives in its own worker process (so its memory is its own). After each worker has
 built its model and taken its warm-up step (where torch.compile compiles), the workers take their timed
@@ -42,6 +43,21 @@ OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
 ]
 
+#: Speed options compared with --compare on a CUDA device.
+CUDA_OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("plain eager fp32 (reference order)", {"batch_calls": False}, {"adam": "for_loop", "cudnn_benchmark": False}),
+    ("batched + fused Adam + cudnn.benchmark", {"batch_calls": True}, {"adam": "fused"}),
+    ("+ channels_last", {"batch_calls": True}, {"adam": "fused", "channels_last": True}),
+    ("+ bf16 autocast", {"batch_calls": True}, {"adam": "fused", "precision": "bf16"}),
+    ("+ fp16 autocast + grad scaler", {"batch_calls": True}, {"adam": "fused", "precision": "fp16"}),
+    ("+ bf16 + channels_last", {"batch_calls": True}, {"adam": "fused", "precision": "bf16", "channels_last": True}),
+    (
+        "+ bf16 + channels_last + compile",
+        {"batch_calls": True},
+        {"adam": "fused", "precision": "bf16", "channels_last": True, "compile": True},
+    ),
+]
+
 #: The fastest options validated on a CPU without fast bf16, used for the per-size table.
 FASTEST = ({"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"})
 
@@ -60,7 +76,7 @@ INFERENCE_MODES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def matmul_peak(dtype_name: str, seconds: float = 2.0) -> float:
+def matmul_peak(dtype_name: str, seconds: float = 2.0, device: str = "cpu") -> float:
     """GFLOP/s of a square matmul, best of repeated timings (this machine's practical peak).
 
     The size grows from 128 until one product takes 20 ms (at most 2048), so a dtype without
@@ -69,19 +85,27 @@ def matmul_peak(dtype_name: str, seconds: float = 2.0) -> float:
     import torch
 
     dtype = getattr(torch, dtype_name)
-    n = 128
-    while True:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    cuda = device.startswith("cuda")
+    largest = 8192 if cuda else 2048
+
+    def timed(a: torch.Tensor, b: torch.Tensor) -> float:
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         torch.mm(a, b)
-        if time.perf_counter() - start > 0.02 or n >= 2048:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    n = 128
+    while True:
+        a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+        if timed(a, b) > 0.02 or n >= largest:
             break
         n *= 2
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, timed(a, b))
     return 2 * n**3 / best / 1e9
 
 
@@ -120,8 +144,11 @@ def build_training(size: int, blocks: int, model_params: dict[str, Any], setting
     registries = collect_registries(make_plugin_manager())
     spec = {"type": "cyclegan", "generator": {"type": "resnet", "n_blocks": blocks}, **model_params}
     model = registries.resolve("model", spec, "model").build(0)
+    device = torch.device(settings.get("device", "cpu"))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = settings.get("cudnn_benchmark", True)
     runtime = Runtime(
-        torch.device("cpu"),
+        device,
         settings.get("precision", "fp32"),
         channels_last=settings.get("channels_last", False),
         compile=settings.get("compile", False),
@@ -130,7 +157,9 @@ def build_training(size: int, blocks: int, model_params: dict[str, Any], setting
     model = runtime.prepare_model(model, model.networks())
     adam_spec = {"type": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "implementation": settings.get("adam", "auto")}
     adam = registries.resolve("optimizer", adam_spec, "o")
-    optimizers = Optimizers({g: adam.build(list(p)) for g, p in model.optimizer_groups().items()})
+    optimizers = Optimizers(
+        {g: adam.build(list(p)) for g, p in model.optimizer_groups().items()}, runtime.grad_scaler()
+    )
     generator = torch.Generator().manual_seed(1)
     batches = [
         runtime.prepare_batch({"A": torch.rand(1, 3, size, size, generator=generator) * 2 - 1,
@@ -165,15 +194,19 @@ def training_worker(config: dict[str, Any]) -> None:
     losses = [step()]
     reply({"warmup_s": time.perf_counter() - start, "warmup_rss_mb": peak_rss_mb()})
     reset_peak_rss()
+    cuda = runtime.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     for line in sys.stdin:
         if line.strip() == "step":
             start = time.perf_counter()
-            losses.append(step())
+            losses.append(step())  # the losses' float() waits for the device, so the time is complete
             reply({"ms": 1000 * (time.perf_counter() - start)})
         else:
             break
     flops = None
-    rss = peak_rss_mb()
+    # on a GPU the memory that matters is the device's: its allocator's peak while stepping
+    rss = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()
     if not settings.get("compile"):  # compiled kernels hide their FLOPs from the counter
         counter = FlopCounterMode(display=False)
         step(counter)
@@ -302,8 +335,10 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
     workers: list[tuple[str, Worker]] = []
     chosen = []
     skipped = []
-    for name, model_params, settings in OPTIONS:
-        if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2:
+    cuda = args.device.startswith("cuda")
+    for name, model_params, settings in CUDA_OPTIONS if cuda else OPTIONS:
+        settings = {**settings, "device": args.device}
+        if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2 and not cuda:
             skipped.append(f"{name}: skipped, bf16 matmul runs at {bf16_peak / fp32_peak:.0%} of fp32 here")
             continue
         if settings.get("compile") and args.skip_compile:
@@ -315,7 +350,7 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
     print(f"timing {args.steps} rounds ...", flush=True)
     in_turns([w for _, w in workers], args.steps)
     results = [(name, w.finish()) for name, w in workers]
-    fp32_peak = max(fp32_peak, matmul_peak("float32"))
+    fp32_peak = max(fp32_peak, matmul_peak("float32", device=args.device))
     base = results[0][1]
     by_algorithm = {s.get("conv_algorithm", "direct"): r["flops"] for (_, _, s), (_, r) in zip(chosen, results) if r["flops"]}
     rows = []
@@ -330,9 +365,10 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}", f"{r['warmup_rss_mb']:.0f}",
             f"{first:.1e}", f"{overall:.1e}",
         ])
-    print(f"training step, {args.size} px, {args.blocks} blocks, batch 1, {base['threads']} threads; "
+    memory = "device memory peak MB" if cuda else "step RSS MB"
+    print(f"training step on {args.device}, {args.size} px, {args.blocks} blocks, batch 1, {base['threads']} threads; "
           f"median of {args.steps} steps taken in turns; fp32 peak {fp32_peak:.1f} GFLOP/s (best of before and after)")
-    table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of fp32 peak", "step RSS MB",
+    table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of fp32 peak", memory,
                  "RSS ratio", "warm-up s", "warm-up RSS MB", "loss rel diff step 1", f"over {args.steps + 1} steps"])
     for line in skipped:
         print(line)
@@ -425,13 +461,17 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, help="residual blocks (default 6 for --compare, 9 for --inference)")
     parser.add_argument("--steps", type=int, default=6, help="timed rounds (steps or calls per configuration)")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile options")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N for --compare (the GPU options)")
     args = parser.parse_args()
     args.size = args.size or (256 if args.inference else 128)
     args.blocks = args.blocks or (9 if args.inference else 6)
 
     import torch
 
-    fp32_peak, bf16_peak = matmul_peak("float32"), matmul_peak("bfloat16")  # measured again at the end
+    if args.device != "cpu" and not args.compare:
+        parser.error("--device is for --compare; the size table and --inference run on the CPU")
+    # measured again at the end
+    fp32_peak, bf16_peak = matmul_peak("float32", device=args.device), matmul_peak("bfloat16", device=args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"matmul peak measured here: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s\n", flush=True)
     if args.inference:
