@@ -12,6 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 
+#: Recipe overrides that shrink the quickstart to one epoch of two 32 px images.
+TINY_RUN = [
+    "data.size=32",
+    "data.length=2",
+    "data.test_length=2",
+    "train.epochs=1",
+    "output.n_samples=2",
+    "model.discriminator.ndf=8",
+]
+
 
 def run_cli(
     *args: str,

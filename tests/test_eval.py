@@ -32,7 +32,7 @@ from ganforge.metrics import weights as weights_module
 from ganforge.metrics.weights import packaged_path
 from ganforge.plugins import collect_registries, make_plugin_manager
 from ganforge.recipe import load_recipe
-from tests.conftest import RECIPES, run_cli
+from tests.conftest import RECIPES, TINY_RUN, run_cli
 
 REGISTRIES = collect_registries(make_plugin_manager())
 PAIRED = ["psnr", "ssim", "l1"]
@@ -182,15 +182,7 @@ def test_metric_lists_are_checked_with_paths():
 
 # ------------------------------------------------------------------------------------ the command line
 
-TINY = [
-    "data.size=32",
-    "data.length=2",
-    "data.test_length=2",
-    "train.epochs=1",
-    "output.n_samples=2",
-    "model.discriminator.ndf=8",
-    "model.generator.ngf=8",
-]
+TINY = [*TINY_RUN, "model.generator.ngf=8"]
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.conftest import add_distribution, run_cli
+from tests.conftest import TINY_RUN, add_distribution, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins.md"
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
-
-#: Shrinks the quickstart run to one epoch of two 32 px images.
-TINY_RUN = [
-    "data.size=32",
-    "data.length=2",
-    "data.test_length=2",
-    "train.epochs=1",
-    "output.n_samples=2",
-    "model.discriminator.ndf=8",
-]
 
 
 def set_options(overrides: list[str]) -> list[str]:
