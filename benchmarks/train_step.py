@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,6 +36,11 @@ OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("batched + foreach + bf16 autocast", {"batch_calls": True}, {"adam": "foreach", "precision": "bf16"}),
     ("foreach + compile (calls not batched)", {"batch_calls": False}, {"adam": "foreach", "compile": True}),
     ("batched + foreach + compile", {"batch_calls": True}, {"adam": "foreach", "compile": True}),
+    (
+        "batched + foreach + winograd, torch-op transforms",
+        {"batch_calls": True},
+        {"adam": "foreach", "conv_algorithm": "winograd", "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}},
+    ),
     ("batched + foreach + winograd", {"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"}),
     (
         "batched + foreach + winograd + compile",
@@ -69,6 +75,7 @@ INFERENCE_MODES: list[tuple[str, dict[str, Any]]] = [
     ("inference_mode + bf16 autocast", {"inference_mode": True, "bf16": True}),
     ("compile", {"inference_mode": True, "compile": True}),
     ("compile + freezing + channels_last", {"inference_mode": True, "compile": True, "freezing": True, "channels_last": True}),
+    ("winograd, torch-op transforms", {"inference_mode": True, "winograd": True, "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}}),
     ("winograd", {"inference_mode": True, "winograd": True}),
     ("winograd, batch 4", {"inference_mode": True, "winograd": True, "batch": 4}),
     ("winograd + compile", {"inference_mode": True, "winograd": True, "compile": True}),
@@ -267,11 +274,13 @@ class Worker:
     alive: ClassVar[list[subprocess.Popen]] = []
 
     def __init__(self, kind: str, config: dict[str, Any]) -> None:
+        extra_env = config.get("settings", config.get("mode", {})).get("env", {})
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", kind, json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, **extra_env},
         )
         Worker.alive.append(self.process)
         self.times: list[float] = []
@@ -331,6 +340,11 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     print(flush=True)
 
 
+def chosen_by(args: argparse.Namespace, name: str, first: bool) -> bool:
+    """--only: the reference (first) row always, the others when their name holds one of the words."""
+    return first or not args.only or any(word.strip() in name for word in args.only.split(","))
+
+
 def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> None:
     workers: list[tuple[str, Worker]] = []
     chosen = []
@@ -341,7 +355,7 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
         if settings.get("precision") == "bf16" and bf16_peak < fp32_peak / 2 and not cuda:
             skipped.append(f"{name}: skipped, bf16 matmul runs at {bf16_peak / fp32_peak:.0%} of fp32 here")
             continue
-        if settings.get("compile") and args.skip_compile:
+        if settings.get("compile") and args.skip_compile or not chosen_by(args, name, first=not workers):
             continue
         print(f"warming up: {name}", flush=True)
         config = {"size": args.size, "blocks": args.blocks, "model_params": model_params, "settings": settings}
@@ -397,7 +411,7 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
             if mode.get("bf16") and bf16_peak < fp32_peak / 2:
                 skipped.append(f"{name}: skipped, bf16 matmul runs at {bf16_peak / fp32_peak:.0%} of fp32 here")
                 continue
-            if mode.get("compile") and args.skip_compile:
+            if mode.get("compile") and args.skip_compile or not chosen_by(args, name, first=not workers):
                 continue
             print(f"warming up: {name}", flush=True)
             output = Path(tmp) / f"{i}.pt"
@@ -461,6 +475,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, help="residual blocks (default 6 for --compare, 9 for --inference)")
     parser.add_argument("--steps", type=int, default=6, help="timed rounds (steps or calls per configuration)")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile options")
+    parser.add_argument("--only", help="comma-separated parts of option names to run (besides the plain reference)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N for --compare (the GPU options)")
     args = parser.parse_args()
     args.size = args.size or (256 if args.inference else 128)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 
 import pytest
@@ -11,6 +13,8 @@ from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
 
 from ganforge.engine.runtime import Runtime
+from ganforge.errors import GanforgeWarning
+from ganforge.ops import winograd
 from ganforge.ops.winograd import WinogradConv2d, use_winograd, winograd_conv3x3
 
 
@@ -159,3 +163,91 @@ def test_kept_filters_follow_optimizer_steps_and_loads(implementation):
     check()
     layer.load_state_dict({k: v * 0.5 for k, v in layer.state_dict().items()})
     check()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The compiled CPU transforms (winograd_cpu.cpp) against the torch-operator path
+# ---------------------------------------------------------------------------------------------------
+
+
+def compiled():
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the torch-operator path is the one in use")
+    ops = winograd.compiled_kernels()
+    assert ops is not None, "a C++ compiler is here, so the transforms must build"
+    return ops
+
+
+@pytest.mark.parametrize(("n", "c", "th", "tw"), [(1, 8, 3, 5), (3, 5, 1, 1), (2, 16, 8, 8)])
+def test_each_compiled_transform_equals_the_torch_operators(n, c, th, tw, monkeypatch):
+    ops = compiled()
+    generator = torch.Generator().manual_seed(n + c + th)
+    hp, wp = 4 * th + 2, 4 * tw + 2
+    x = torch.randn(n, c, hp, wp, generator=generator)
+    dv = torch.randn(36, c, n * th * tw, generator=generator)
+    m = torch.randn(36, c, n * th * tw, generator=generator)
+    bias = torch.randn(c, generator=generator)
+    dy = torch.randn(n, c, 4 * th, 4 * tw, generator=generator)
+    weight = torch.randn(c + 1, c, 3, 3, generator=generator)
+    du = torch.randn(36, c + 1, c, generator=generator)
+    fused = {
+        "input": ops.input_tiles(x),
+        "input grad": ops.input_tiles_backward(dv, n, hp, wp),
+        "output": ops.output_tiles(m, bias, n, th, tw),
+        "output, no bias": ops.output_tiles(m, torch.empty(0), n, th, tw),
+        "output grad": ops.output_tiles_backward(dy),
+        "filters": ops.weight_transform(weight),
+        "filter grad": ops.weight_transform_backward(du),
+    }
+    monkeypatch.setenv("GANFORGE_WINOGRAD_KERNELS", "torch")
+    G = winograd._transform("G", du)
+    reference = {
+        "input": winograd._input_tiles(x),
+        "input grad": winograd._grad_input_tiles(dv, n, hp, wp),
+        "output": winograd._output_tiles(m, n, th, tw) + bias.view(1, -1, 1, 1),
+        "output, no bias": winograd._output_tiles(m, n, th, tw),
+        "output grad": winograd._grad_output_tiles(dy),
+        "filters": winograd.transform_weight(weight),
+        "filter grad": torch.matmul(G.t(), du.reshape(36, -1)).t().reshape(c + 1, c, 3, 3),
+    }
+    for name, value in fused.items():
+        assert value.shape == reference[name].shape, name
+        assert relative_error(value, reference[name].double()) < 1e-6, name
+
+
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_both_transform_paths_train_a_layer_alike(kernels, monkeypatch):
+    """Values and all three gradients against float64 direct convolution, through each path."""
+    if kernels == "compiled":
+        compiled()
+    monkeypatch.setenv("GANFORGE_WINOGRAD_KERNELS", kernels)
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 6, 13, 18, generator=generator, dtype=torch.float64)
+    weight = torch.randn(5, 6, 3, 3, generator=generator, dtype=torch.float64) * 0.2
+    bias = torch.randn(5, generator=generator, dtype=torch.float64)
+    grad = torch.randn(3, 5, 11, 16, generator=generator, dtype=torch.float64)
+    exact = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    F.conv2d(*exact).backward(grad)
+    fast = [t.float().requires_grad_() for t in (x, weight, bias)]
+    result = winograd_conv3x3(*fast)
+    result.backward(grad.float())
+    assert relative_error(result.detach(), F.conv2d(x, weight, bias)) < 5e-5
+    for fast_input, exact_input in zip(fast, exact):
+        assert relative_error(fast_input.grad, exact_input.grad) < 5e-5
+
+
+def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monkeypatch):
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler to fail")
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("this is not C++;\n")
+    monkeypatch.setattr(winograd, "KERNEL_SOURCE", broken)
+    monkeypatch.setattr(winograd, "KERNEL_NAME", f"ganforge_winograd_broken_{os.getpid()}")
+    monkeypatch.setattr(winograd, "_kernels", [])
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "build"))
+    with pytest.warns(GanforgeWarning, match="could not be built.*torch operators instead"):
+        assert winograd.compiled_kernels() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not at every convolution
+        x, weight = torch.randn(1, 4, 10, 10), torch.randn(6, 4, 3, 3)
+        assert relative_error(winograd_conv3x3(x, weight), F.conv2d(x.double(), weight.double())) < 5e-5

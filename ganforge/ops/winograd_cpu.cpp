@@ -1,0 +1,385 @@
+// The transforms of Winograd F(4x4, 3x3) and their adjoints as fused fp32 CPU loops, for
+// ganforge/ops/winograd.py: input tiles, output tiles and filters, forward and backward.
+//
+// Each reads its input once and writes its output once. Done with torch's operators they need GEMMs
+// with an inner size of 9, 16 or 36, permuting copies and (for the input gradient) col2im; that took
+// about a third of a Winograd training step. The 2-D transforms are separable: a vertical pass along
+// whole image rows, then a horizontal pass per tile on the row split by column modulo 4, so both
+// passes run over contiguous memory and vectorise.
+// Layouts (T = tiles per image = th * tw, tile t = i * tw + j):
+//   padded input x (N, C, 4th+2, 4tw+2)  <->  transformed tiles V (36, C, N*T)
+//   products M (36, K, N*T)              <->  output y (N, K, 4th, 4tw)
+//   filters (K, C, 3, 3)                 <->  transformed filters U (36, K, C)
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+// Each inner loop runs over one row of pixels, tiles or channels with no dependence between its
+// iterations; the pragma lets the compiler vectorise it although it cannot prove the pointers apart.
+#define GANFORGE_SIMD _Pragma("omp simd")
+
+namespace {
+
+// B^T (6x6): v_a = sum_r BT[a][r] d_r, written out (its zeros skipped).
+template <typename In, typename Out>
+inline void apply_bt(const In& d, Out&& v) {
+  v(0, 4.f * d(0) - 5.f * d(2) + d(4));
+  v(1, -4.f * d(1) - 4.f * d(2) + d(3) + d(4));
+  v(2, 4.f * d(1) - 4.f * d(2) - d(3) + d(4));
+  v(3, -2.f * d(1) - d(2) + 2.f * d(3) + d(4));
+  v(4, 2.f * d(1) - d(2) - 2.f * d(3) + d(4));
+  v(5, 4.f * d(1) - 5.f * d(3) + d(5));
+}
+
+// B (6x6), the adjoint of bt: d_r = sum_a BT[a][r] v_a.
+template <typename In, typename Out>
+inline void apply_b(const In& v, Out&& d) {
+  d(0, 4.f * v(0));
+  d(1, -4.f * v(1) + 4.f * v(2) - 2.f * v(3) + 2.f * v(4) + 4.f * v(5));
+  d(2, -5.f * v(0) - 4.f * v(1) - 4.f * v(2) - v(3) - v(4));
+  d(3, v(1) - v(2) + 2.f * v(3) - 2.f * v(4) - 5.f * v(5));
+  d(4, v(0) + v(1) + v(2) + v(3) + v(4));
+  d(5, v(5));
+}
+
+// A^T (4x6): o_r = sum_a AT[r][a] m_a.
+template <typename In, typename Out>
+inline void apply_at(const In& m, Out&& o) {
+  o(0, m(0) + m(1) + m(2) + m(3) + m(4));
+  o(1, m(1) - m(2) + 2.f * m(3) - 2.f * m(4));
+  o(2, m(1) + m(2) + 4.f * m(3) + 4.f * m(4));
+  o(3, m(1) - m(2) + 8.f * m(3) - 8.f * m(4) + m(5));
+}
+
+// A (6x4), the adjoint of at: m_a = sum_r AT[r][a] g_r.
+template <typename In, typename Out>
+inline void apply_a(const In& g, Out&& m) {
+  m(0, g(0));
+  m(1, g(0) + g(1) + g(2) + g(3));
+  m(2, g(0) - g(1) + g(2) - g(3));
+  m(3, g(0) + 2.f * g(1) + 4.f * g(2) + 8.f * g(3));
+  m(4, g(0) - 2.f * g(1) + 4.f * g(2) - 8.f * g(3));
+  m(5, g(3));
+}
+
+// G (6x3): o_a = sum_r G[a][r] g_r.
+template <typename In, typename Out>
+inline void apply_g(const In& g, Out&& o) {
+  const float g0 = g(0), g1 = g(1), g2 = g(2);
+  o(0, g0 * 0.25f);
+  o(1, (g0 + g1 + g2) * (-1.f / 6.f));
+  o(2, (g0 - g1 + g2) * (-1.f / 6.f));
+  o(3, g0 * (1.f / 24.f) + g1 * (1.f / 12.f) + g2 * (1.f / 6.f));
+  o(4, g0 * (1.f / 24.f) - g1 * (1.f / 12.f) + g2 * (1.f / 6.f));
+  o(5, g2);
+}
+
+// G^T (3x6), the adjoint of apply_g: g_r = sum_a G[a][r] u_a.
+template <typename In, typename Out>
+inline void apply_gt(const In& u, Out&& g) {
+  const float u0 = u(0), u1 = u(1), u2 = u(2), u3 = u(3), u4 = u(4), u5 = u(5);
+  g(0, u0 * 0.25f - (u1 + u2) * (1.f / 6.f) + (u3 + u4) * (1.f / 24.f));
+  g(1, (u2 - u1) * (1.f / 6.f) + (u3 - u4) * (1.f / 12.f));
+  g(2, (u3 + u4 - u1 - u2) * (1.f / 6.f) + u5);
+}
+
+// The 36 planes of a transformed tensor lie (rows x stride) apart, a multiple of 4 KiB for the usual
+// sizes: touching all 36 at the same offset maps them to the same cache sets. So each plane's run of
+// `len` values is copied whole, one after the other, to or from a small contiguous buffer.
+inline void gather(const float* src, int64_t stride, int64_t len, float* buf) {
+  for (int e = 0; e < 36; ++e) std::copy_n(src + e * stride, len, buf + e * len);
+}
+
+inline void scatter(const float* buf, int64_t len, float* dst, int64_t stride) {
+  for (int e = 0; e < 36; ++e) std::copy_n(buf + e * len, len, dst + e * stride);
+}
+
+void check(const at::Tensor& t, int64_t dim, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, name, " must be a CPU float32 tensor");
+  TORCH_CHECK(t.dim() == dim && t.is_contiguous(), name, " must be a contiguous ", dim, "-D tensor");
+}
+
+}  // namespace
+
+// x (N, C, 4th+2, 4tw+2) -> V (36, C, N*th*tw)
+at::Tensor input_tiles(at::Tensor x) {
+  check(x, 4, "x");
+  const int64_t n = x.size(0), c = x.size(1), hp = x.size(2), wp = x.size(3);
+  const int64_t th = (hp - 2) / 4, tw = (wp - 2) / 4, tiles = th * tw, nt = n * tiles;
+  TORCH_CHECK(th >= 1 && tw >= 1 && hp == 4 * th + 2 && wp == 4 * tw + 2, "x: height and width must be 4k+2");
+  auto v = at::empty({36, c, nt}, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  const int64_t stride = c * nt;  // between the 36 transformed planes
+  at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> rows(6 * wp), phase(4 * (tw + 1)), tile_buf(36 * tiles);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t img = plane / c, ch = plane % c;
+      for (int64_t i = 0; i < th; ++i) {
+        const float* d = xp + plane * hp * wp + 4 * i * wp;
+        float* r = rows.data();
+        // vertical pass over whole rows: r[a][w] = sum_r BT[a][r] x[4i + r][w]
+        GANFORGE_SIMD
+        for (int64_t w = 0; w < wp; ++w) {
+          apply_bt([&](int k) { return d[k * wp + w]; }, [&](int k, float val) { r[k * wp + w] = val; });
+        }
+        float* out = tile_buf.data() + i * tw;
+        float* ph = phase.data();
+        for (int k = 0; k < 6; ++k) {
+          // split the row by column modulo 4, so tile j's six columns are ph[0..3][j], ph[0..1][j+1]
+          const float* rk = r + k * wp;
+          GANFORGE_SIMD
+          for (int64_t w = 0; w < wp; ++w) ph[(w % 4) * (tw + 1) + w / 4] = rk[w];
+          const float *p0 = ph, *p1 = ph + (tw + 1), *p2 = ph + 2 * (tw + 1), *p3 = ph + 3 * (tw + 1);
+          float* o = out + k * 6 * tiles;
+          GANFORGE_SIMD
+          for (int64_t j = 0; j < tw; ++j) {
+            const float e[6] = {p0[j], p1[j], p2[j], p3[j], p0[j + 1], p1[j + 1]};
+            apply_bt([&](int s) { return e[s]; }, [&](int col, float val) { o[col * tiles + j] = val; });
+          }
+        }
+      }
+      // whole runs of tiles to the 36 planes of V (scattered short stores cost more than this copy)
+      scatter(tile_buf.data(), tiles, vp + ch * nt + img * tiles, stride);
+    }
+  });
+  return v;
+}
+
+// dV (36, C, N*th*tw) -> dx (N, C, 4th+2, 4tw+2), the adjoint of input_tiles (overlaps summed)
+at::Tensor input_tiles_backward(at::Tensor dv, int64_t n, int64_t hp, int64_t wp) {
+  check(dv, 3, "dv");
+  const int64_t c = dv.size(1), th = (hp - 2) / 4, tw = (wp - 2) / 4, tiles = th * tw, nt = n * tiles;
+  TORCH_CHECK(dv.size(0) == 36 && dv.size(2) == nt && hp == 4 * th + 2 && wp == 4 * tw + 2, "dv: shape mismatch");
+  auto dx = at::zeros({n, c, hp, wp}, dv.options());
+  const float* vp = dv.data_ptr<float>();
+  float* xp = dx.data_ptr<float>();
+  const int64_t stride = c * nt;
+  at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> rows(6 * wp), per_column(6 * tw), tile_buf(36 * tiles);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t img = plane / c, ch = plane % c;
+      float* dst = xp + plane * hp * wp;
+      gather(vp + ch * nt + img * tiles, stride, tiles, tile_buf.data());
+      for (int64_t i = 0; i < th; ++i) {
+        float* r = rows.data();
+        const float* in = tile_buf.data() + i * tw;
+        for (int k = 0; k < 6; ++k) {
+          // horizontal adjoint per tile (e[s][j] for column s of tile j), then summed into the row where
+          // neighbouring tiles overlap
+          float* e = per_column.data();
+          const float* src = in + k * 6 * tiles;
+          GANFORGE_SIMD
+          for (int64_t j = 0; j < tw; ++j) {
+            apply_b([&](int col) { return src[col * tiles + j]; }, [&](int s, float val) { e[s * tw + j] = val; });
+          }
+          float* rk = r + k * wp;
+          std::fill(rk, rk + wp, 0.f);
+          for (int s = 0; s < 6; ++s)
+            GANFORGE_SIMD
+            for (int64_t j = 0; j < tw; ++j) rk[4 * j + s] += e[s * tw + j];
+        }
+        // vertical adjoint over whole rows, summed into rows shared with the tile row above
+        float* d = dst + 4 * i * wp;
+        GANFORGE_SIMD
+        for (int64_t w = 0; w < wp; ++w) {
+          apply_b([&](int k) { return r[k * wp + w]; }, [&](int k, float val) { d[k * wp + w] += val; });
+        }
+      }
+    }
+  });
+  return dx;
+}
+
+// M (36, K, N*th*tw) (+ bias (K) or an empty tensor) -> y (N, K, 4th, 4tw)
+at::Tensor output_tiles(at::Tensor m, at::Tensor bias, int64_t n, int64_t th, int64_t tw) {
+  check(m, 3, "m");
+  const int64_t k = m.size(1), tiles = th * tw, nt = n * tiles, h = 4 * th, w = 4 * tw;
+  TORCH_CHECK(m.size(0) == 36 && m.size(2) == nt, "m: shape mismatch");
+  const bool has_bias = bias.numel() > 0;
+  if (has_bias) {
+    check(bias, 1, "bias");
+    TORCH_CHECK(bias.numel() == k, "bias: one value per output channel expected");
+  }
+  auto y = at::empty({n, k, h, w}, m.options());
+  const float* mp = m.data_ptr<float>();
+  const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t stride = k * nt;
+  at::parallel_for(0, n * k, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> cols(24 * tw), phase(4 * tw), tile_buf(36 * tiles);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t img = plane / k, ch = plane % k;
+      const float offset = has_bias ? bp[ch] : 0.f;
+      float* dst = yp + plane * h * w;
+      gather(mp + ch * nt + img * tiles, stride, tiles, tile_buf.data());
+      for (int64_t i = 0; i < th; ++i) {
+        const float* in = tile_buf.data() + i * tw;
+        // vertical pass: p[r][b][j] = sum_a AT[r][a] M[a*6+b][j], contiguous over the tiles of the row
+        float* p = cols.data();
+        for (int col = 0; col < 6; ++col) {
+          const float* src = in + col * tiles;
+          GANFORGE_SIMD
+          for (int64_t j = 0; j < tw; ++j) {
+            apply_at([&](int row) { return src[row * 6 * tiles + j]; },
+                     [&](int r, float val) { p[(r * 6 + col) * tw + j] = val; });
+          }
+        }
+        for (int r = 0; r < 4; ++r) {
+          // horizontal pass: y[4i + r][4j + s] = sum_b AT[s][b] p[r][b][j] (+ bias), one phase s at a time
+          const float* pr = p + r * 6 * tw;
+          float* ph = phase.data();
+          GANFORGE_SIMD
+          for (int64_t j = 0; j < tw; ++j) {
+            apply_at([&](int col) { return pr[col * tw + j]; }, [&](int s, float val) { ph[s * tw + j] = val + offset; });
+          }
+          float* out = dst + (4 * i + r) * w;
+          GANFORGE_SIMD
+          for (int64_t x = 0; x < w; ++x) out[x] = ph[(x % 4) * tw + x / 4];
+        }
+      }
+    }
+  });
+  return y;
+}
+
+// dy (N, K, 4th, 4tw) -> dM (36, K, N*th*tw), the adjoint of output_tiles
+at::Tensor output_tiles_backward(at::Tensor dy) {
+  check(dy, 4, "dy");
+  const int64_t n = dy.size(0), k = dy.size(1), h = dy.size(2), w = dy.size(3);
+  TORCH_CHECK(h % 4 == 0 && w % 4 == 0 && h > 0 && w > 0, "dy: height and width must be multiples of 4");
+  const int64_t th = h / 4, tw = w / 4, tiles = th * tw, nt = n * tiles;
+  auto dm = at::empty({36, k, nt}, dy.options());
+  const float* gp = dy.data_ptr<float>();
+  float* mp = dm.data_ptr<float>();
+  const int64_t stride = k * nt;
+  at::parallel_for(0, n * k, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> rows(6 * w), phase(4 * tw), tile_buf(36 * tiles);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t img = plane / k, ch = plane % k;
+      for (int64_t i = 0; i < th; ++i) {
+        const float* g = gp + plane * h * w + 4 * i * w;
+        float* q = rows.data();
+        GANFORGE_SIMD
+        for (int64_t x = 0; x < w; ++x) {
+          apply_a([&](int r) { return g[r * w + x]; }, [&](int row, float val) { q[row * w + x] = val; });
+        }
+        float* out = tile_buf.data() + i * tw;
+        float* ph = phase.data();
+        for (int row = 0; row < 6; ++row) {
+          const float* qr = q + row * w;
+          GANFORGE_SIMD
+          for (int64_t x = 0; x < w; ++x) ph[(x % 4) * tw + x / 4] = qr[x];
+          float* o = out + row * 6 * tiles;
+          GANFORGE_SIMD
+          for (int64_t j = 0; j < tw; ++j) {
+            const float e[4] = {ph[j], ph[tw + j], ph[2 * tw + j], ph[3 * tw + j]};
+            apply_a([&](int s) { return e[s]; }, [&](int col, float val) { o[col * tiles + j] = val; });
+          }
+        }
+      }
+      scatter(tile_buf.data(), tiles, mp + ch * nt + img * tiles, stride);
+    }
+  });
+  return dm;
+}
+
+// G g G^T of (K, C, 3, 3) filters -> U (36, K, C)
+at::Tensor weight_transform(at::Tensor weight) {
+  check(weight, 4, "weight");
+  TORCH_CHECK(weight.size(2) == 3 && weight.size(3) == 3, "weight: filters must be 3x3");
+  const int64_t k = weight.size(0), c = weight.size(1);
+  auto u = at::empty({36, k, c}, weight.options());
+  const float* wp = weight.data_ptr<float>();
+  float* up = u.data_ptr<float>();
+  const int64_t stride = k * c;
+  at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(9 * c), half(18 * c), out_buf(36 * c);
+    for (int64_t f = begin; f < end; ++f) {
+      const float* src = wp + f * c * 9;
+      GANFORGE_SIMD
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int t = 0; t < 9; ++t) taps[t * c + ch] = src[ch * 9 + t];
+      // rows: half[a][col][ch] = sum_r G[a][r] g[r][col]
+      for (int col = 0; col < 3; ++col) {
+        GANFORGE_SIMD
+        for (int64_t ch = 0; ch < c; ++ch) {
+          apply_g([&](int r) { return taps[(r * 3 + col) * c + ch]; },
+                  [&](int a, float val) { half[(a * 3 + col) * c + ch] = val; });
+        }
+      }
+      // columns: U[a*6+b][f][ch] = sum_col G[b][col] half[a][col]
+      float* out = out_buf.data();
+      for (int row = 0; row < 6; ++row) {
+        GANFORGE_SIMD
+        for (int64_t ch = 0; ch < c; ++ch) {
+          apply_g([&](int col) { return half[(row * 3 + col) * c + ch]; },
+                  [&](int b, float val) { out[(row * 6 + b) * c + ch] = val; });
+        }
+      }
+      scatter(out, c, up + f * c, stride);
+    }
+  });
+  return u;
+}
+
+// dU (36, K, C) -> dW (K, C, 3, 3), the adjoint of weight_transform
+at::Tensor weight_transform_backward(at::Tensor du) {
+  check(du, 3, "du");
+  TORCH_CHECK(du.size(0) == 36, "du: shape mismatch");
+  const int64_t k = du.size(1), c = du.size(2);
+  auto dw = at::empty({k, c, 3, 3}, du.options());
+  const float* up = du.data_ptr<float>();
+  float* wp = dw.data_ptr<float>();
+  const int64_t stride = k * c;
+  at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(9 * c), half(18 * c), in_buf(36 * c);
+    for (int64_t f = begin; f < end; ++f) {
+      const float* in = in_buf.data();
+      gather(up + f * c, stride, c, in_buf.data());
+      for (int row = 0; row < 6; ++row) {
+        GANFORGE_SIMD
+        for (int64_t ch = 0; ch < c; ++ch) {
+          apply_gt([&](int b) { return in[(row * 6 + b) * c + ch]; },
+                   [&](int col, float val) { half[(row * 3 + col) * c + ch] = val; });
+        }
+      }
+      for (int col = 0; col < 3; ++col) {
+        GANFORGE_SIMD
+        for (int64_t ch = 0; ch < c; ++ch) {
+          apply_gt([&](int a) { return half[(a * 3 + col) * c + ch]; },
+                   [&](int r, float val) { taps[(r * 3 + col) * c + ch] = val; });
+        }
+      }
+      float* dst = wp + f * c * 9;
+      GANFORGE_SIMD
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int t = 0; t < 9; ++t) dst[ch * 9 + t] = taps[t * c + ch];
+    }
+  });
+  return dw;
+}
+
+TORCH_LIBRARY(ganforge_winograd, lib) {
+  lib.def("input_tiles(Tensor x) -> Tensor");
+  lib.def("input_tiles_backward(Tensor dv, int n, int hp, int wp) -> Tensor");
+  lib.def("output_tiles(Tensor m, Tensor bias, int n, int th, int tw) -> Tensor");
+  lib.def("output_tiles_backward(Tensor dy) -> Tensor");
+  lib.def("weight_transform(Tensor weight) -> Tensor");
+  lib.def("weight_transform_backward(Tensor du) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(ganforge_winograd, CPU, lib) {
+  lib.impl("input_tiles", &input_tiles);
+  lib.impl("input_tiles_backward", &input_tiles_backward);
+  lib.impl("output_tiles", &output_tiles);
+  lib.impl("output_tiles_backward", &output_tiles_backward);
+  lib.impl("weight_transform", &weight_transform);
+  lib.impl("weight_transform_backward", &weight_transform_backward);
+}
