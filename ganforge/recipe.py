@@ -48,7 +48,9 @@ class TrainSection(_Section):
         description=(
             "direct (torch's own convolutions) or winograd: 3x3 stride-1 convolutions with 128+ channels "
             "computed by Winograd F(4x4, 3x3) on the CPU in fp32 (a quarter of the multiplications; "
-            "equal up to fp32 rounding, relative error ~1e-5)."
+            "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use), "
+            "and convolutions from 32+ to at most 4 channels (a generator's last layer) computed as "
+            "transposed convolutions, which oneDNN runs faster on a CPU."
         ),
     )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")

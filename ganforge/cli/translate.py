@@ -191,11 +191,16 @@ def translate(
     if winograd:
         if not generator.has_python_module:
             raise GanforgeError(f"--winograd: {generator.label} is not a PyTorch module (only those can switch)")
+        from ganforge.ops.narrow import use_transposed_form
         from ganforge.ops.winograd import use_winograd
 
         switched = use_winograd(generator.module)
+        narrow = use_transposed_form(generator.module)
         where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"
-        generator.notes.append(f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3){where}")
+        generator.notes.append(
+            f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3), {len(narrow)} with "
+            f"few output channels to the transposed form{where}"
+        )
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
     tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)

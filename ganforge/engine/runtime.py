@@ -53,9 +53,12 @@ class Runtime:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.conv_algorithm == "winograd":
+            from ganforge.ops.narrow import use_transposed_form
             from ganforge.ops.winograd import use_winograd
 
             switched = [name for net in networks.values() for name in use_winograd(net)]
+            for net in networks.values():
+                use_transposed_form(net)  # the few-output-channel layers (a generator's last), see ops/narrow.py
             if not switched:
                 warnings.warn(
                     "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 "
@@ -93,7 +96,7 @@ def select_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise GanforgeError(f"train.device: '{name}' asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise GanforgeError(f"train.device: 'mps' asked for, but MPS is not available; use 'cpu' or 'auto'")
+        raise GanforgeError("train.device: 'mps' asked for, but MPS is not available; use 'cpu' or 'auto'")
     return device
 
 

@@ -62,7 +62,7 @@ CHUNK_TILES = 256  # tiles per batched product, see winograd_conv3x3
 _cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
 
 KERNEL_SOURCE = Path(__file__).with_name("winograd_cpu.cpp")
-KERNEL_NAME = "ganforge_winograd_cpu"  # torch's build folder: ~/.cache/torch_extensions/<python>_cpu/<name>
+KERNEL_NAME = "ganforge_winograd_cpu"  # + a machine key: ~/.cache/torch_extensions/<python>_cpu/<name>_<key>
 _kernels: list = []  # [the op namespace, or None when they could not be built], once tried
 _loaded = False  # whether torch.ops.ganforge_winograd exists in this process
 
@@ -79,7 +79,7 @@ def compiled_kernels():
         try:
             _kernels.append(_build_kernels())
             _loaded = True
-        except Exception as error:  # no compiler, no writable cache, an unsupported platform
+        except Exception as error:  # noqa: BLE001 (no compiler, no writable cache, an unsupported platform)
             _kernels.append(None)
             reason = " ".join(str(error).split())[:300]
             warnings.warn(
@@ -92,6 +92,24 @@ def compiled_kernels():
     return _kernels[0]
 
 
+def _machine_key() -> str:
+    """What the compiled library depends on beyond its source and flags: torch's ABI and, for
+    ``-march=native``, this CPU's instruction sets. A home folder shared by machines of different CPUs
+    (a cluster) or a torch upgrade then builds anew instead of loading a library that cannot run."""
+    import hashlib
+    import platform
+
+    flags = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return hashlib.sha1(f"{torch.__version__}|{platform.machine()}|{flags}".encode()).hexdigest()[:10]
+
+
 def _build_kernels():
     from torch.utils import cpp_extension
 
@@ -102,7 +120,7 @@ def _build_kernels():
     quiet.setLevel(logging.ERROR)
     try:
         cpp_extension.load(
-            name=KERNEL_NAME,
+            name=f"{KERNEL_NAME}_{_machine_key()}",
             sources=[str(KERNEL_SOURCE)],
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
