@@ -225,6 +225,7 @@ def inference_worker(config: dict[str, Any]) -> None:
     """Build one generator, translate once (warm-up), then once per 'step' line; 'done' saves the output."""
     import torch
 
+    from ganforge.ops.narrow import use_transposed_form
     from ganforge.ops.winograd import use_winograd
     from ganforge.plugins import collect_registries, make_plugin_manager
 
@@ -234,8 +235,9 @@ def inference_worker(config: dict[str, Any]) -> None:
     net = registries.resolve("generator", {"type": "resnet", "n_blocks": config["blocks"]}, "g").build().eval()
     batch = mode.get("batch", 1)
     x = torch.rand(batch, 3, config["size"], config["size"], generator=torch.Generator().manual_seed(1)) * 2 - 1
-    if mode.get("winograd"):
+    if mode.get("winograd"):  # as `ganforge translate --winograd` does
         use_winograd(net)
+        use_transposed_form(net)
     if mode.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
