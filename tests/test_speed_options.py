@@ -132,7 +132,8 @@ def test_winograd_on_a_model_without_wide_3x3_layers_is_one_warning_line(tmp_pat
     assert result.stderr.strip().splitlines() == [
         (
             "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 one "
-            "with 128 or more channels; every layer stays direct"
+            "with 128 or more channels; its 3x3 convolutions stay direct (2 few-output-channel layer(s) take "
+            "the transposed form)"  # the two PatchGANs' 1-channel output layers
         )
     ]
 

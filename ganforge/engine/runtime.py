@@ -57,12 +57,13 @@ class Runtime:
             from ganforge.ops.winograd import use_winograd
 
             switched = [name for net in networks.values() for name in use_winograd(net)]
-            for net in networks.values():
-                use_transposed_form(net)  # the few-output-channel layers (a generator's last), see ops/narrow.py
+            # the few-output-channel layers (a generator's last), see ops/narrow.py
+            narrow = [name for net in networks.values() for name in use_transposed_form(net)]
             if not switched:
+                also = f" ({len(narrow)} few-output-channel layer(s) take the transposed form)" if narrow else ""
                 warnings.warn(
                     "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 "
-                    "one with 128 or more channels; every layer stays direct",
+                    f"one with 128 or more channels; its 3x3 convolutions stay direct{also}",
                     GanforgeWarning,
                     stacklevel=2,
                 )
