@@ -225,8 +225,7 @@ def inference_worker(config: dict[str, Any]) -> None:
     """Build one generator, translate once (warm-up), then once per 'step' line; 'done' saves the output."""
     import torch
 
-    from ganforge.ops.narrow import use_transposed_form
-    from ganforge.ops.winograd import use_winograd
+    from ganforge.ops import use_cpu_algorithms
     from ganforge.plugins import collect_registries, make_plugin_manager
 
     mode = config["mode"]
@@ -236,8 +235,7 @@ def inference_worker(config: dict[str, Any]) -> None:
     batch = mode.get("batch", 1)
     x = torch.rand(batch, 3, config["size"], config["size"], generator=torch.Generator().manual_seed(1)) * 2 - 1
     if mode.get("winograd"):  # as `ganforge translate --winograd` does
-        use_winograd(net)
-        use_transposed_form(net)
+        use_cpu_algorithms(net)
     if mode.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)

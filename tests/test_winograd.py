@@ -245,7 +245,7 @@ def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monk
     broken.write_text("this is not C++;\n")
     monkeypatch.setattr(winograd, "KERNEL_SOURCE", broken)
     monkeypatch.setattr(winograd, "KERNEL_NAME", f"ganforge_winograd_broken_{os.getpid()}")
-    monkeypatch.setattr(winograd, "_kernels", [])
+    monkeypatch.setattr(winograd, "_kernel_state", "untried")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "build"))
     monkeypatch.delenv("GANFORGE_WINOGRAD_KERNELS", raising=False)  # the build must be attempted
     with pytest.warns(GanforgeWarning, match="could not be built.*torch operators instead"):

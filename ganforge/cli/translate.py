@@ -191,11 +191,9 @@ def translate(
     if winograd:
         if not generator.has_python_module:
             raise GanforgeError(f"--winograd: {generator.label} is not a PyTorch module (only those can switch)")
-        from ganforge.ops.narrow import use_transposed_form
-        from ganforge.ops.winograd import use_winograd
+        from ganforge.ops import use_cpu_algorithms
 
-        switched = use_winograd(generator.module)
-        narrow = use_transposed_form(generator.module)
+        switched, narrow = use_cpu_algorithms(generator.module)
         where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"
         generator.notes.append(
             f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3), {len(narrow)} with "

@@ -53,12 +53,11 @@ class Runtime:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.conv_algorithm == "winograd":
-            from ganforge.ops.narrow import use_transposed_form
-            from ganforge.ops.winograd import use_winograd
+            from ganforge.ops import use_cpu_algorithms
 
-            switched = [name for net in networks.values() for name in use_winograd(net)]
-            # the few-output-channel layers (a generator's last), see ops/narrow.py
-            narrow = [name for net in networks.values() for name in use_transposed_form(net)]
+            per_net = [use_cpu_algorithms(net) for net in networks.values()]
+            switched = [name for s in per_net for name in s.winograd]
+            narrow = [name for s in per_net for name in s.transposed]
             if not switched:
                 also = f" ({len(narrow)} few-output-channel layer(s) take the transposed form)" if narrow else ""
                 warnings.warn(

@@ -63,8 +63,7 @@ _cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
 
 KERNEL_SOURCE = Path(__file__).with_name("winograd_cpu.cpp")
 KERNEL_NAME = "ganforge_winograd_cpu"  # + a machine key: ~/.cache/torch_extensions/<python>_cpu/<name>_<key>
-_kernels: list = []  # [the op namespace, or None when they could not be built], once tried
-_loaded = False  # whether torch.ops.ganforge_winograd exists in this process
+_kernel_state = "untried"  # then "built" (torch.ops.ganforge_winograd exists) or "failed"
 
 
 def compiled_kernels():
@@ -72,15 +71,15 @@ def compiled_kernels():
     where they cannot be built (one warning says why) or ``GANFORGE_WINOGRAD_KERNELS=torch`` asks for
     the torch-operator path. :func:`use_winograd` calls it, so the build happens when layers switch,
     before any ``torch.compile`` traces them."""
-    global _loaded
+    global _kernel_state
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS", "compiled") == "torch":
         return None
-    if not _kernels:
+    if _kernel_state == "untried":
         try:
-            _kernels.append(_build_kernels())
-            _loaded = True
+            _build_kernels()
+            _kernel_state = "built"
         except Exception as error:  # noqa: BLE001 (no compiler, no writable cache, an unsupported platform)
-            _kernels.append(None)
+            _kernel_state = "failed"
             reason = " ".join(str(error).split())[:300]
             warnings.warn(
                 f"Winograd: the compiled CPU transforms could not be built ({type(error).__name__}: {reason}); "
@@ -89,7 +88,7 @@ def compiled_kernels():
                 GanforgeWarning,
                 stacklevel=2,
             )
-    return _kernels[0]
+    return torch.ops.ganforge_winograd if _kernel_state == "built" else None
 
 
 def _machine_key() -> str:
@@ -110,7 +109,7 @@ def _machine_key() -> str:
     return hashlib.sha1(f"{torch.__version__}|{platform.machine()}|{flags}".encode()).hexdigest()[:10]
 
 
-def _build_kernels():
+def _build_kernels() -> None:
     from torch.utils import cpp_extension
 
     logging.getLogger("ganforge").info("building the Winograd CPU transforms (once per machine, ~15 s)")
@@ -129,9 +128,7 @@ def _build_kernels():
         )
     finally:
         quiet.setLevel(level)
-    ops = torch.ops.ganforge_winograd
     _register_fakes()
-    return ops
 
 
 def _register_fakes() -> None:
@@ -172,7 +169,7 @@ def _fused(t: torch.Tensor) -> bool:
     if t.dtype != torch.float32 or t.device.type != "cpu":
         return False
     if torch.compiler.is_compiling():
-        return _loaded
+        return _kernel_state == "built"
     return compiled_kernels() is not None
 
 
