@@ -284,6 +284,14 @@ def validate_recipe(
             continue
         if isinstance(spec, ComponentSpec):
             spec._resolved = resolved.resolved
+    if recipe is not None:
+        # metric names are resolved here too, so a typo fails now and not at the first evaluation
+        from ganforge.evaluation import resolve_metrics
+
+        try:
+            resolve_metrics(registries, recipe.eval.metrics, "eval.metrics", recipe.eval.inception_weights)
+        except RecipeError as exc:
+            errors.extend(exc.lines)
     if errors:
         raise RecipeError(*errors)
     assert recipe is not None

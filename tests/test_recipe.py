@@ -45,6 +45,12 @@ def test_unknown_type_lists_known_names_with_did_you_mean():
     assert "known: resnet" in line
 
 
+def test_unknown_metric_name_fails_validation_not_the_first_evaluation():
+    (line,) = errors_of(QUICKSTART, 'eval.metrics=["psnr", "fidd"]')
+    assert line.startswith(f"{QUICKSTART}: eval.metrics[1].type: unknown metric 'fidd' (did you mean 'fid'?)")
+    assert load_recipe(QUICKSTART, ['eval.metrics=["psnr", "ssim"]']).recipe.eval.metrics == ["psnr", "ssim"]
+
+
 def test_unknown_key_is_an_error_with_suggestion():
     (line,) = errors_of(QUICKSTART, "model.generator.n_block=6")
     assert "model.generator.n_block: unknown key (did you mean 'n_blocks'?)" in line
