@@ -100,6 +100,29 @@ inline void scatter(const float* buf, int64_t len, float* dst, int64_t stride) {
   for (int e = 0; e < 36; ++e) std::copy_n(buf + e * len, len, dst + e * stride);
 }
 
+// Row x[0..4n) split by position modulo 4, and back: p_s[j] = x[4j + s]. Written as one stride-4 group
+// so that the compiler turns it into vector loads and shuffles (an index computed per element is not
+// vectorised).
+inline void deinterleave4(const float* x, int64_t n, float* p0, float* p1, float* p2, float* p3) {
+  GANFORGE_SIMD
+  for (int64_t j = 0; j < n; ++j) {
+    p0[j] = x[4 * j];
+    p1[j] = x[4 * j + 1];
+    p2[j] = x[4 * j + 2];
+    p3[j] = x[4 * j + 3];
+  }
+}
+
+inline void interleave4(const float* p0, const float* p1, const float* p2, const float* p3, int64_t n, float* x) {
+  GANFORGE_SIMD
+  for (int64_t j = 0; j < n; ++j) {
+    x[4 * j] = p0[j];
+    x[4 * j + 1] = p1[j];
+    x[4 * j + 2] = p2[j];
+    x[4 * j + 3] = p3[j];
+  }
+}
+
 void check(const at::Tensor& t, int64_t dim, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, name, " must be a CPU float32 tensor");
   TORCH_CHECK(t.dim() == dim && t.is_contiguous(), name, " must be a contiguous ", dim, "-D tensor");
@@ -134,9 +157,10 @@ at::Tensor input_tiles(at::Tensor x) {
         for (int k = 0; k < 6; ++k) {
           // split the row by column modulo 4, so tile j's six columns are ph[0..3][j], ph[0..1][j+1]
           const float* rk = r + k * wp;
-          GANFORGE_SIMD
-          for (int64_t w = 0; w < wp; ++w) ph[(w % 4) * (tw + 1) + w / 4] = rk[w];
-          const float *p0 = ph, *p1 = ph + (tw + 1), *p2 = ph + 2 * (tw + 1), *p3 = ph + 3 * (tw + 1);
+          float *p0 = ph, *p1 = ph + (tw + 1), *p2 = ph + 2 * (tw + 1), *p3 = ph + 3 * (tw + 1);
+          deinterleave4(rk, tw, p0, p1, p2, p3);
+          p0[tw] = rk[4 * tw];
+          p1[tw] = rk[4 * tw + 1];
           float* o = out + k * 6 * tiles;
           GANFORGE_SIMD
           for (int64_t j = 0; j < tw; ++j) {
@@ -179,11 +203,19 @@ at::Tensor input_tiles_backward(at::Tensor dv, int64_t n, int64_t hp, int64_t wp
           for (int64_t j = 0; j < tw; ++j) {
             apply_b([&](int col) { return src[col * tiles + j]; }, [&](int s, float val) { e[s * tw + j] = val; });
           }
+          // columns 4j and 4j+1 also get tile j-1's last two columns
           float* rk = r + k * wp;
-          std::fill(rk, rk + wp, 0.f);
-          for (int s = 0; s < 6; ++s)
-            GANFORGE_SIMD
-            for (int64_t j = 0; j < tw; ++j) rk[4 * j + s] += e[s * tw + j];
+          float* e0 = e;
+          float* e1 = e + tw;
+          const float *e4 = e + 4 * tw, *e5 = e + 5 * tw;
+          rk[4 * tw] = e4[tw - 1];
+          rk[4 * tw + 1] = e5[tw - 1];
+          GANFORGE_SIMD
+          for (int64_t j = 1; j < tw; ++j) {
+            e0[j] += e4[j - 1];
+            e1[j] += e5[j - 1];
+          }
+          interleave4(e0, e1, e + 2 * tw, e + 3 * tw, tw, rk);
         }
         // vertical adjoint over whole rows, summed into rows shared with the tile row above
         float* d = dst + 4 * i * wp;
@@ -239,9 +271,7 @@ at::Tensor output_tiles(at::Tensor m, at::Tensor bias, int64_t n, int64_t th, in
           for (int64_t j = 0; j < tw; ++j) {
             apply_at([&](int col) { return pr[col * tw + j]; }, [&](int s, float val) { ph[s * tw + j] = val + offset; });
           }
-          float* out = dst + (4 * i + r) * w;
-          GANFORGE_SIMD
-          for (int64_t x = 0; x < w; ++x) out[x] = ph[(x % 4) * tw + x / 4];
+          interleave4(ph, ph + tw, ph + 2 * tw, ph + 3 * tw, tw, dst + (4 * i + r) * w);
         }
       }
     }
@@ -274,8 +304,7 @@ at::Tensor output_tiles_backward(at::Tensor dy) {
         float* ph = phase.data();
         for (int row = 0; row < 6; ++row) {
           const float* qr = q + row * w;
-          GANFORGE_SIMD
-          for (int64_t x = 0; x < w; ++x) ph[(x % 4) * tw + x / 4] = qr[x];
+          deinterleave4(qr, tw, ph, ph + tw, ph + 2 * tw, ph + 3 * tw);
           float* o = out + row * 6 * tiles;
           GANFORGE_SIMD
           for (int64_t j = 0; j < tw; ++j) {
