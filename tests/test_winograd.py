@@ -238,6 +238,37 @@ def test_both_transform_paths_train_a_layer_alike(kernels, monkeypatch):
         assert relative_error(fast_input.grad, exact_input.grad) < 5e-5
 
 
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_layers_of_one_shape_share_a_transform_buffer_without_mixing_their_filters(kernels, monkeypatch):
+    """Three same-shape layers in a row, so each one's forward and backward overwrite the buffer the
+    others used: all values and gradients still match float64, and no layer kept a buffer of its own."""
+    if kernels == "compiled":
+        compiled()
+    monkeypatch.setenv("GANFORGE_WINOGRAD_KERNELS", kernels)
+    generator = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 6, 12, 12, generator=generator, dtype=torch.float64)
+    weights = [torch.randn(6, 6, 3, 3, generator=generator, dtype=torch.float64) * 0.3 for _ in range(3)]
+    grad = torch.randn(2, 6, 12, 12, generator=generator, dtype=torch.float64)
+
+    def run(conv, x, weights):
+        for weight in weights:
+            x = torch.relu(conv(F.pad(x, (1, 1, 1, 1)), weight))
+        return x
+
+    exact = [t.clone().requires_grad_() for t in (x, *weights)]
+    expected = run(F.conv2d, exact[0], exact[1:])
+    expected.backward(grad)
+    fast = [t.float().requires_grad_() for t in (x, *weights)]
+    result = run(winograd_conv3x3, fast[0], fast[1:])
+    result.backward(grad.float())
+    assert relative_error(result.detach(), expected.detach()) < 5e-5
+    for fast_input, exact_input in zip(fast, exact):
+        assert relative_error(fast_input.grad, exact_input.grad) < 5e-5
+    first = winograd._transform_weight_once(fast[1])
+    assert winograd._transform_weight_once(fast[2]).data_ptr() == first.data_ptr()
+    assert torch.equal(first, winograd.transform_weight(fast[2]))  # the buffer holds the latest filters
+
+
 def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monkeypatch):
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler to fail")

@@ -319,12 +319,13 @@ at::Tensor output_tiles_backward(at::Tensor dy) {
   return dm;
 }
 
-// G g G^T of (K, C, 3, 3) filters -> U (36, K, C)
-at::Tensor weight_transform(at::Tensor weight) {
+// G g G^T of (K, C, 3, 3) filters -> U (36, K, C), written into u
+void transform_weights(const at::Tensor& weight, at::Tensor& u) {
   check(weight, 4, "weight");
   TORCH_CHECK(weight.size(2) == 3 && weight.size(3) == 3, "weight: filters must be 3x3");
   const int64_t k = weight.size(0), c = weight.size(1);
-  auto u = at::empty({36, k, c}, weight.options());
+  check(u, 3, "out");
+  TORCH_CHECK(u.size(0) == 36 && u.size(1) == k && u.size(2) == c, "out: (36, K, C) expected");
   const float* wp = weight.data_ptr<float>();
   float* up = u.data_ptr<float>();
   const int64_t stride = k * c;
@@ -355,8 +356,17 @@ at::Tensor weight_transform(at::Tensor weight) {
       scatter(out, c, up + f * c, stride);
     }
   });
+}
+
+at::Tensor weight_transform(at::Tensor weight) {
+  auto u = at::empty({36, weight.size(0), weight.size(1)}, weight.options());
+  transform_weights(weight, u);
   return u;
 }
+
+// the same into a buffer the caller reuses (a training step transforms every filter bank twice; fresh
+// 9 MB results each time fragmented the heap by hundreds of MB)
+void weight_transform_into(at::Tensor weight, at::Tensor out) { transform_weights(weight, out); }
 
 // dU (36, K, C) -> dW (K, C, 3, 3), the adjoint of weight_transform
 at::Tensor weight_transform_backward(at::Tensor du) {
@@ -401,6 +411,7 @@ TORCH_LIBRARY(ganforge_winograd, lib) {
   lib.def("output_tiles(Tensor m, Tensor bias, int n, int th, int tw) -> Tensor");
   lib.def("output_tiles_backward(Tensor dy) -> Tensor");
   lib.def("weight_transform(Tensor weight) -> Tensor");
+  lib.def("weight_transform_into(Tensor weight, Tensor(a!) out) -> ()");
   lib.def("weight_transform_backward(Tensor du) -> Tensor");
 }
 
@@ -410,5 +421,6 @@ TORCH_LIBRARY_IMPL(ganforge_winograd, CPU, lib) {
   lib.impl("output_tiles", &output_tiles);
   lib.impl("output_tiles_backward", &output_tiles_backward);
   lib.impl("weight_transform", &weight_transform);
+  lib.impl("weight_transform_into", &weight_transform_into);
   lib.impl("weight_transform_backward", &weight_transform_backward);
 }
