@@ -267,6 +267,14 @@ def test_layers_of_one_shape_share_a_transform_buffer_without_mixing_their_filte
     first = winograd._transform_weight_once(fast[1])
     assert winograd._transform_weight_once(fast[2]).data_ptr() == first.data_ptr()
     assert torch.equal(first, winograd.transform_weight(fast[2]))  # the buffer holds the latest filters
+    # a smaller shape is a view of the same buffer, a larger one replaces it: one buffer per role
+    assert winograd._transform_weight_once(fast[2][:4, :5]).data_ptr() == first.data_ptr()
+    buffers = len(winograd._thread.buffers)
+    for k, c in [(9, 7), (2, 3), (12, 12)]:
+        weight = torch.randn(k, c, 3, 3)
+        assert torch.equal(winograd._transform_weight_once(weight), winograd.transform_weight(weight))
+    assert len(winograd._thread.buffers) == buffers
+    assert winograd._thread.buffers[("filters", torch.float32, torch.device("cpu"), False)].numel() >= 36 * 144
 
 
 def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ MPS pick their own algorithms, autocast runs in reduced precision where Winograd
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import warnings
@@ -197,9 +198,12 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     return torch.matmul(_transform("G", weight), weight.reshape(k * c, 9).t()).view(36, k, c)
 
 
-def _scratch(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
-    """A buffer of this shape that lives as long as the thread, for results used once and dropped within
-    one call (the transformed filters and their gradient); ``None`` while torch.compile traces.
+def _scratch(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+    """A buffer for ``role`` of this shape that lives as long as the thread, for results used once and
+    dropped within one call (the transformed filters and their gradient, the products in the transformed
+    domain); ``None`` while torch.compile traces. Each role has its own buffer, so two results alive at
+    once never share one; it grows to the largest shape asked for and smaller ones are views of its start
+    (images of many sizes do not pile up buffers).
 
     A training step transforms each filter bank twice (forward, backward) and takes the gradient once:
     at 256 channels each is a 9 MB result, over a hundred per step. Freed at once, they left glibc's heap
@@ -208,11 +212,13 @@ def _scratch(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
     if torch.compiler.is_compiling():
         return None
     buffers = _thread.__dict__.setdefault("buffers", {})
-    key = (shape, like.dtype, like.device, torch.is_inference_mode_enabled())
+    key = (role, like.dtype, like.device, torch.is_inference_mode_enabled())
+    size = math.prod(shape)
     buffer = buffers.get(key)
-    if buffer is None:
-        buffer = buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-    return buffer
+    if buffer is None or buffer.numel() < size:
+        buffers[key] = None  # the old one goes before the new one is made
+        buffer = buffers[key] = torch.empty(size, dtype=like.dtype, device=like.device)
+    return buffer[:size].view(shape)
 
 
 def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
@@ -220,7 +226,7 @@ def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
     outside autograd: the callers are the Function's own passes)."""
     k, c = weight.shape[:2]
     weight = weight.detach()
-    out = _scratch((36, k, c), weight)
+    out = _scratch("filters", (36, k, c), weight)
     if out is None:
         return transform_weight(weight)
     if _fused(weight):
@@ -275,11 +281,17 @@ def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int) -> torch.Tenso
     return F.fold(cols, (hp, wp), TILE, stride=OUT)
 
 
+def _product(a: torch.Tensor, b: torch.Tensor, role: str) -> torch.Tensor:
+    """``torch.bmm(a, b)`` into a reused buffer when the result is consumed within the call."""
+    out = _scratch(role, (a.shape[0], a.shape[1], b.shape[2]), b)
+    return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
+
+
 def _forward(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(output, transformed input tiles) from the padded input and the transformed filters."""
     n, _, hp, wp = x.shape
     v = _input_tiles(x)
-    m = torch.bmm(u, v)
+    m = _product(u, v, "products")
     if _fused(m):  # the bias is added in the same pass
         no_bias = m.new_empty(0)
         y = torch.ops.ganforge_winograd.output_tiles(
@@ -318,10 +330,11 @@ class _Winograd(torch.autograd.Function):
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             u = _transform_weight_once(weight)
-            dx = _grad_input_tiles(torch.bmm(u.transpose(1, 2), dm), n, hp, wp)
+            dv = _product(u.transpose(1, 2), dm, "tile gradients")
+            dx = _grad_input_tiles(dv, n, hp, wp)
         if ctx.needs_input_grad[1]:
             # (36, K, C), into the buffer the filters' transform used just before (done with it)
-            du = _scratch((36, *weight.shape[:2]), dm)
+            du = _scratch("filters", (36, *weight.shape[:2]), dm)
             du = torch.bmm(dm, v.transpose(1, 2)) if du is None else torch.bmm(dm, v.transpose(1, 2), out=du)
             k, c = du.shape[1:]
             if _fused(du):
