@@ -143,6 +143,10 @@ def _register_fakes() -> None:
         n, c, hp, wp = x.shape
         return x.new_empty(36, c, n * ((hp - 2) // OUT) * ((wp - 2) // OUT))
 
+    @fake("ganforge_winograd::input_tiles_into")
+    def _(x, out):
+        return None
+
     @fake("ganforge_winograd::input_tiles_backward")
     def _(dv, n, hp, wp):
         return dv.new_empty(n, dv.shape[1], hp, wp)
@@ -236,15 +240,20 @@ def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _input_tiles(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, 4th+2, 4tw+2) -> (36, C, N*th*tw): B^T d B of every overlapping 6x6 tile.
+def _input_tiles(x: torch.Tensor, keep: bool = True) -> torch.Tensor:
+    """(N, C, 4th+2, 4tw+2) -> (36, C, N*th*tw): B^T d B of every overlapping 6x6 tile; into a reused
+    buffer unless ``keep`` (the tiles are saved for a backward pass).
 
     One 6x6, stride-4 convolution with 36 fixed filters per channel computes all tile transforms
     without first copying the overlapping tiles out.
     """
-    if _fused(x):
-        return torch.ops.ganforge_winograd.input_tiles(x.contiguous())
     n, c, hp, wp = x.shape
+    if _fused(x):
+        out = None if keep else _scratch("tiles", (36, c, n * ((hp - 2) // OUT) * ((wp - 2) // OUT)), x)
+        if out is None:
+            return torch.ops.ganforge_winograd.input_tiles(x.contiguous())
+        torch.ops.ganforge_winograd.input_tiles_into(x.contiguous(), out)
+        return out
     tiles = (hp - 2) // OUT * ((wp - 2) // OUT)
     kernel = _transform("BT", x).view(36, 1, TILE, TILE)
     v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=OUT)  # (N*C, 36, th, tw)
@@ -287,10 +296,13 @@ def _product(a: torch.Tensor, b: torch.Tensor, role: str) -> torch.Tensor:
     return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
 
 
-def _forward(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, transformed input tiles) from the padded input and the transformed filters."""
+def _forward(
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, keep: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, transformed input tiles) from the padded input and the transformed filters; the tiles
+    are only valid after the call if ``keep``."""
     n, _, hp, wp = x.shape
-    v = _input_tiles(x)
+    v = _input_tiles(x, keep)
     m = _product(u, v, "products")
     if _fused(m):  # the bias is added in the same pass
         no_bias = m.new_empty(0)
@@ -373,7 +385,7 @@ def winograd_conv3x3(
         parts = [_Winograd.apply(chunk, weight, bias, transformed) for chunk in x.split(per_chunk)]
     else:
         u = transformed if transformed is not None else _transform_weight_once(weight)
-        parts = [_forward(chunk, u, bias)[0] for chunk in x.split(per_chunk)]
+        parts = [_forward(chunk, u, bias, keep=False)[0] for chunk in x.split(per_chunk)]
     y = parts[0] if len(parts) == 1 else torch.cat(parts)
     if extra_h or extra_w:
         y = y[:, :, :h, :w]

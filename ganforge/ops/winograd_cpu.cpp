@@ -131,12 +131,13 @@ void check(const at::Tensor& t, int64_t dim, const char* name) {
 }  // namespace
 
 // x (N, C, 4th+2, 4tw+2) -> V (36, C, N*th*tw)
-at::Tensor input_tiles(at::Tensor x) {
+void transform_tiles(const at::Tensor& x, at::Tensor& v) {
   check(x, 4, "x");
   const int64_t n = x.size(0), c = x.size(1), hp = x.size(2), wp = x.size(3);
   const int64_t th = (hp - 2) / 4, tw = (wp - 2) / 4, tiles = th * tw, nt = n * tiles;
   TORCH_CHECK(th >= 1 && tw >= 1 && hp == 4 * th + 2 && wp == 4 * tw + 2, "x: height and width must be 4k+2");
-  auto v = at::empty({36, c, nt}, x.options());
+  check(v, 3, "out");
+  TORCH_CHECK(v.size(0) == 36 && v.size(1) == c && v.size(2) == nt, "out: (36, C, N*th*tw) expected");
   const float* xp = x.data_ptr<float>();
   float* vp = v.data_ptr<float>();
   const int64_t stride = c * nt;  // between the 36 transformed planes
@@ -173,8 +174,17 @@ at::Tensor input_tiles(at::Tensor x) {
       scatter(tile_buf.data(), tiles, vp + ch * nt + img * tiles, stride);
     }
   });
+}
+
+at::Tensor input_tiles(at::Tensor x) {
+  check(x, 4, "x");
+  auto v = at::empty({36, x.size(1), x.size(0) * ((x.size(2) - 2) / 4) * ((x.size(3) - 2) / 4)}, x.options());
+  transform_tiles(x, v);
   return v;
 }
+
+// the same into a buffer the caller reuses, where the tiles are not kept for a backward pass
+void input_tiles_into(at::Tensor x, at::Tensor out) { transform_tiles(x, out); }
 
 // dV (36, C, N*th*tw) -> dx (N, C, 4th+2, 4tw+2), the adjoint of input_tiles (overlaps summed)
 at::Tensor input_tiles_backward(at::Tensor dv, int64_t n, int64_t hp, int64_t wp) {
@@ -407,6 +417,7 @@ at::Tensor weight_transform_backward(at::Tensor du) {
 
 TORCH_LIBRARY(ganforge_winograd, lib) {
   lib.def("input_tiles(Tensor x) -> Tensor");
+  lib.def("input_tiles_into(Tensor x, Tensor(a!) out) -> ()");
   lib.def("input_tiles_backward(Tensor dv, int n, int hp, int wp) -> Tensor");
   lib.def("output_tiles(Tensor m, Tensor bias, int n, int th, int tw) -> Tensor");
   lib.def("output_tiles_backward(Tensor dy) -> Tensor");
@@ -417,6 +428,7 @@ TORCH_LIBRARY(ganforge_winograd, lib) {
 
 TORCH_LIBRARY_IMPL(ganforge_winograd, CPU, lib) {
   lib.impl("input_tiles", &input_tiles);
+  lib.impl("input_tiles_into", &input_tiles_into);
   lib.impl("input_tiles_backward", &input_tiles_backward);
   lib.impl("output_tiles", &output_tiles);
   lib.impl("output_tiles_backward", &output_tiles_backward);
