@@ -56,6 +56,17 @@ def test_bias_is_optional_and_only_needed_gradients_are_computed():
     assert x.grad is None and weight.grad is not None
 
 
+def test_a_second_derivative_is_refused_not_silently_wrong():
+    """A gradient penalty (R1, WGAN-GP) differentiates the input gradient again; Winograd's backward
+    pass is not itself differentiable, so that must fail loudly."""
+    x = torch.randn(1, 4, 10, 10, requires_grad=True)
+    weight = torch.randn(6, 4, 3, 3, requires_grad=True)
+    (grad,) = torch.autograd.grad(winograd_conv3x3(x, weight).square().sum(), x, create_graph=True)
+    assert torch.allclose(grad, torch.autograd.grad(F.conv2d(x, weight).square().sum(), x)[0], atol=1e-3)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.square().sum().backward()
+
+
 def test_the_function_works_in_the_input_dtype():
     """The transforms are exact in float64: the algorithm, not the arithmetic, is what is tested."""
     x = torch.randn(2, 6, 14, 10, dtype=torch.float64)

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ganforge.errors import GanforgeWarning
 
@@ -335,6 +336,7 @@ class _Winograd(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # its ops have no derivatives of their own: a second one raises, not misleads
     def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
         weight, v = ctx.saved_tensors
         n, hp, wp = ctx.shape
