@@ -56,6 +56,29 @@ def test_bias_is_optional_and_only_needed_gradients_are_computed():
     assert x.grad is None and weight.grad is not None
 
 
+def test_compiled_training_through_winograd_layers_is_one_graph_and_equals_eager():
+    """train.compile with conv_algorithm = "winograd": the Function (once_differentiable backward,
+    buffers bypassed while tracing) compiles without graph breaks, forward and backward."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1))
+    reference = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1))
+    reference.load_state_dict(net.state_dict())
+    assert len(use_winograd(net)) == 2
+    x = torch.randn(2, 128, 12, 12)
+    counters.clear()
+    torch._dynamo.reset()
+    result = torch.compile(net)(x)
+    result.square().mean().backward()
+    expected = reference(x)
+    expected.square().mean().backward()
+    assert not counters["graph_break"]
+    assert relative_error(result.detach(), expected.detach().double()) < 5e-5
+    for a, b in zip(net.parameters(), reference.parameters()):
+        assert relative_error(a.grad, b.grad.double()) < 5e-5
+
+
 def test_a_second_derivative_is_refused_not_silently_wrong():
     """A gradient penalty (R1, WGAN-GP) differentiates the input gradient again; Winograd's backward
     pass is not itself differentiable, so that must fail loudly."""
