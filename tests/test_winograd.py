@@ -308,7 +308,8 @@ def test_layers_of_one_shape_share_a_transform_buffer_without_mixing_their_filte
         weight = torch.randn(k, c, 3, 3)
         assert torch.equal(winograd._transform_weight_once(weight), winograd.transform_weight(weight))
     assert len(winograd._thread.buffers) == buffers
-    assert winograd._thread.buffers[("filters", torch.float32, torch.device("cpu"), False)].numel() >= 36 * 144
+    filters = winograd._thread.buffers[("filters", torch.float32, torch.device("cpu"), False)]
+    assert filters.numel() >= 36 * 144
     assert winograd.release_buffers() >= 36 * 144 * 4 and not winograd._thread.buffers
     assert torch.equal(winograd._transform_weight_once(weight), winograd.transform_weight(weight))
 
