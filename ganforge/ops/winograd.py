@@ -205,7 +205,7 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
 
 def _scratch(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
     """A buffer for ``role`` of this shape that lives as long as the thread, for results used once and
-    dropped within one call (the transformed filters and their gradient, the products in the transformed
+    dropped within one call (the transformed filters, their gradient, the products in the transformed
     domain); ``None`` while torch.compile traces. Each role has its own buffer, so two results alive at
     once never share one; it grows to the largest shape asked for and smaller ones are views of its start
     (images of many sizes do not pile up buffers).
@@ -327,47 +327,73 @@ def _forward(
     return y, v
 
 
+def _forward_chunks(
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, per_chunk: int, keep: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """:func:`_forward` over chunks of ``per_chunk`` images with one filter transform: (output, the
+    chunks' input tiles, valid after the call only if ``keep``)."""
+    outputs, tiles = [], []
+    for chunk in x.split(per_chunk):
+        y, v = _forward(chunk, u, bias, keep)
+        outputs.append(y)
+        tiles.append(v)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs), tiles
+
+
 class _Winograd(torch.autograd.Function):
-    """Forward and backward in the Winograd domain. Saved for the backward pass: the weights (not
-    their transform, 4x larger: recomputing it costs ~1% of a CycleGAN step and saves ~0.5 GB at
-    256 px / 9 blocks) and the transformed input tiles."""
+    """Forward and backward in the Winograd domain, over chunks of images, each pass transforming the
+    filters once. Saved for the backward pass: the weights (not their transform, 4x larger:
+    recomputing it costs ~1% of a CycleGAN step and saves ~0.5 GB at 256 px / 9 blocks) and each
+    chunk's transformed input tiles."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, u: torch.Tensor | None
+        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, u: torch.Tensor | None,
+        per_chunk: int,
     ) -> torch.Tensor:
-        n, _, hp, wp = x.shape
-        y, v = _forward(x, _transform_weight_once(weight) if u is None else u, bias)
+        _, _, hp, wp = x.shape
+        y, tiles = _forward_chunks(x, _transform_weight_once(weight) if u is None else u, bias, per_chunk, True)
         if torch.compiler.is_compiling():
-            v = v.clone()  # dynamo does not let a traced Function save views of intermediates
-        ctx.save_for_backward(weight, v)
-        ctx.shape = (n, hp, wp)
+            tiles = [v.clone() for v in tiles]  # dynamo does not let a traced Function save views of intermediates
+        ctx.save_for_backward(weight, *tiles)
+        ctx.shape = (hp, wp)
+        ctx.per_chunk = per_chunk
         ctx.has_bias = bias is not None
         return y
 
     @staticmethod
     @once_differentiable  # its ops have no derivatives of their own: a second one raises, not misleads
     def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
-        weight, v = ctx.saved_tensors
-        n, hp, wp = ctx.shape
-        dm = _grad_output_tiles(dy.contiguous())
+        weight, *tiles = ctx.saved_tensors
+        hp, wp = ctx.shape
+        k, c = weight.shape[:2]
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        u = _transform_weight_once(weight) if need_x else None
+        du = _scratch("filter gradients", (36, k, c), dy) if need_w else None
+        dx_parts = []
+        for i, (dy_chunk, v) in enumerate(zip(dy.split(ctx.per_chunk), tiles)):
+            dm = _grad_output_tiles(dy_chunk.contiguous())
+            if u is not None:
+                dv = _product(u.transpose(1, 2), dm, "tile gradients")
+                dx_parts.append(_grad_input_tiles(dv, dy_chunk.shape[0], hp, wp))
+            if need_w:  # (36, K, C), summed over the chunks
+                if du is None:  # tracing: no buffers
+                    du = torch.bmm(dm, v.transpose(1, 2))
+                elif i == 0:
+                    torch.bmm(dm, v.transpose(1, 2), out=du)
+                else:
+                    du.baddbmm_(dm, v.transpose(1, 2))
         dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            u = _transform_weight_once(weight)
-            dv = _product(u.transpose(1, 2), dm, "tile gradients")
-            dx = _grad_input_tiles(dv, n, hp, wp)
-        if ctx.needs_input_grad[1]:
-            # (36, K, C), into the buffer the filters' transform used just before (done with it)
-            du = _scratch("filters", (36, *weight.shape[:2]), dm)
-            du = torch.bmm(dm, v.transpose(1, 2)) if du is None else torch.bmm(dm, v.transpose(1, 2), out=du)
-            k, c = du.shape[1:]
+        if need_x:
+            dx = dx_parts[0] if len(dx_parts) == 1 else torch.cat(dx_parts)
+        if need_w:
             if _fused(du):
                 dw = torch.ops.ganforge_winograd.weight_transform_backward(du)
             else:
                 dw = torch.matmul(_transform("G", du).t(), du.reshape(36, k * c)).t().reshape(k, c, 3, 3)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy.sum((0, 2, 3))
-        return dx, dw, db, None
+        return dx, dw, db, None, None
 
 
 def winograd_conv3x3(
@@ -394,11 +420,10 @@ def winograd_conv3x3(
     # batches go through in chunks of whole images.
     per_chunk = max(1, CHUNK_TILES // (th * tw))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
-        parts = [_Winograd.apply(chunk, weight, bias, transformed) for chunk in x.split(per_chunk)]
+        y = _Winograd.apply(x, weight, bias, transformed, per_chunk)
     else:
         u = transformed if transformed is not None else _transform_weight_once(weight)
-        parts = [_forward(chunk, u, bias, keep=False)[0] for chunk in x.split(per_chunk)]
-    y = parts[0] if len(parts) == 1 else torch.cat(parts)
+        y = _forward_chunks(x, u, bias, per_chunk, keep=False)[0]
     if extra_h or extra_w:
         y = y[:, :, :h, :w]
     return y
