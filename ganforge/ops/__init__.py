@@ -8,9 +8,34 @@ CPU, outside fp32 and under autocast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from torch import nn
+
+
+def plain_conv(layer: nn.Module) -> bool:
+    """An ``nn.Conv2d`` itself (not a subclass), stride 1, undilated, ungrouped, zero- or un-padded:
+    what both algorithms can compute with the layer's own parameters."""
+    return (
+        type(layer) is nn.Conv2d
+        and layer.stride == (1, 1)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+        and layer.padding_mode == "zeros"
+        and isinstance(layer.padding, tuple)
+    )
+
+
+def switch_class(module: nn.Module, eligible: Callable[[nn.Module], bool], cls: type[nn.Conv2d]) -> list[str]:
+    """Give every eligible layer of ``module`` the class ``cls`` (same data, one method different, as
+    torch's parametrize does); return their names."""
+    names = []
+    for name, layer in module.named_modules():
+        if eligible(layer):
+            layer.__class__ = cls
+            names.append(name)
+    return names
 
 
 class Switched(NamedTuple):

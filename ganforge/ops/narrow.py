@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.ops import plain_conv, switch_class
+
 MAX_OUT_CHANNELS = 4
 MIN_IN_CHANNELS = 32
 
@@ -40,12 +42,7 @@ class NarrowOutputConv2d(nn.Conv2d):
 def eligible(layer: nn.Module) -> bool:
     """A plain stride-1 convolution from at least 32 channels to at most 4, zero- or un-padded."""
     return (
-        type(layer) is nn.Conv2d
-        and layer.stride == (1, 1)
-        and layer.dilation == (1, 1)
-        and layer.groups == 1
-        and layer.padding_mode == "zeros"
-        and isinstance(layer.padding, tuple)
+        plain_conv(layer)
         and all(0 <= p <= k - 1 for p, k in zip(layer.padding, layer.kernel_size))
         and min(layer.kernel_size) >= 3
         and layer.out_channels <= MAX_OUT_CHANNELS
@@ -55,9 +52,4 @@ def eligible(layer: nn.Module) -> bool:
 
 def use_transposed_form(module: nn.Module) -> list[str]:
     """Compute the eligible convolutions of ``module`` as transposed convolutions; return their names."""
-    names = []
-    for name, layer in module.named_modules():
-        if eligible(layer):
-            layer.__class__ = NarrowOutputConv2d  # same data, one method different
-            names.append(name)
-    return names
+    return switch_class(module, eligible, NarrowOutputConv2d)

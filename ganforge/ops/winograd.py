@@ -32,6 +32,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.errors import GanforgeWarning
+from ganforge.ops import plain_conv, switch_class
 
 # The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
 # output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.
@@ -469,13 +470,8 @@ class WinogradConv2d(nn.Conv2d):
 def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
     """A plain 3x3, stride-1, undilated, ungrouped, zero- or un-padded convolution, wide enough to pay."""
     return (
-        type(layer) is nn.Conv2d
+        plain_conv(layer)
         and layer.kernel_size == (3, 3)
-        and layer.stride == (1, 1)
-        and layer.dilation == (1, 1)
-        and layer.groups == 1
-        and layer.padding_mode == "zeros"
-        and isinstance(layer.padding, tuple)
         and all(p in (0, 1) for p in layer.padding)
         and min(layer.in_channels, layer.out_channels) >= min_channels
     )
@@ -488,11 +484,7 @@ def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
     (forward and backward of one layer, batch 1, on the 2-core AVX2 CPU: 64 channels at 32x32 and at
     64x64 0.8x the direct speed, 128 channels at 64x64 1.4x, 256 channels at 32x32 1.8x).
     """
-    names = []
-    for name, layer in module.named_modules():
-        if eligible(layer, min_channels):
-            layer.__class__ = WinogradConv2d  # same data, one method different (as torch's parametrize does)
-            names.append(name)
+    names = switch_class(module, lambda layer: eligible(layer, min_channels), WinogradConv2d)
     if names:
         compiled_kernels()  # build (or find) the fused transforms now, not inside the first step or a compile
     return names
