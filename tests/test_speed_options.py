@@ -121,7 +121,7 @@ def test_winograd_convolutions_train_like_direct_ones():
     assert list(model.state_dict()) == list(plain_model.state_dict())
 
 
-def test_winograd_on_a_model_without_wide_3x3_layers_is_one_warning_line(tmp_path):
+def test_winograd_on_a_model_without_wide_layers_is_one_warning_line(tmp_path):
     result = run_cli(
         "run", str(RECIPES / "quickstart.toml"),
         "--set", 'train.conv_algorithm="winograd"', "--set", "train.epochs=1",
@@ -131,9 +131,9 @@ def test_winograd_on_a_model_without_wide_3x3_layers_is_one_warning_line(tmp_pat
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines() == [
         (
-            "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 one "
-            "with 128 or more channels; its 3x3 convolutions stay direct (2 few-output-channel layer(s) take "
-            "the transposed form)"  # the two PatchGANs' 1-channel output layers
+            "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
+            "one with 128 or more channels; those stay direct (2 few-output-channel layer(s) take the "
+            "transposed form)"  # the two PatchGANs' 1-channel output layers
         )
     ]
 

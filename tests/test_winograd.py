@@ -1,7 +1,9 @@
-"""Winograd F(4x4, 3x3) convolutions: the same values and gradients as the direct convolution."""
+"""Winograd F(4x4, 3x3) and F(3x3, 4x4) convolutions: the same values and gradients as the direct
+convolution."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import warnings
@@ -15,22 +17,23 @@ from torch import nn
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import GanforgeWarning
 from ganforge.ops import winograd
-from ganforge.ops.winograd import WinogradConv2d, use_winograd, winograd_conv3x3
+from ganforge.ops.winograd import WinogradConv2d, use_winograd, winograd_conv
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return ((value.double() - reference).abs().max() / reference.abs().max()).item()
 
 
+@pytest.mark.parametrize("r", [3, 4])
 @pytest.mark.parametrize(
     ("n", "c", "k", "h", "w"),
     [(1, 16, 24, 8, 8), (3, 8, 5, 12, 16), (2, 5, 7, 9, 13), (1, 3, 2, 1, 2), (3, 4, 3, 64, 60)],
     ids=["one-image", "batch", "ragged-tiles", "smaller-than-a-tile", "chunks-of-images"],
 )
-def test_values_and_gradients_match_the_direct_convolution(n, c, k, h, w):
+def test_values_and_gradients_match_the_direct_convolution(n, c, k, h, w, r):
     generator = torch.Generator().manual_seed(n * 100 + h)
-    x = torch.randn(n, c, h + 2, w + 2, generator=generator, dtype=torch.float64)
-    weight = torch.randn(k, c, 3, 3, generator=generator, dtype=torch.float64) * 0.1
+    x = torch.randn(n, c, h + r - 1, w + r - 1, generator=generator, dtype=torch.float64)
+    weight = torch.randn(k, c, r, r, generator=generator, dtype=torch.float64) * 0.1
     bias = torch.randn(k, generator=generator, dtype=torch.float64)
     grad = torch.randn(n, k, h, w, generator=generator, dtype=torch.float64)
 
@@ -38,7 +41,7 @@ def test_values_and_gradients_match_the_direct_convolution(n, c, k, h, w):
     expected = F.conv2d(*exact)
     expected.backward(grad)
     fast = [t.float().requires_grad_() for t in (x, weight, bias)]
-    result = winograd_conv3x3(*fast)
+    result = winograd_conv(*fast)
     result.backward(grad.float())
 
     assert result.shape == expected.shape
@@ -50,7 +53,7 @@ def test_values_and_gradients_match_the_direct_convolution(n, c, k, h, w):
 def test_bias_is_optional_and_only_needed_gradients_are_computed():
     x = torch.randn(1, 4, 10, 10)
     weight = torch.randn(6, 4, 3, 3, requires_grad=True)
-    result = winograd_conv3x3(x, weight)
+    result = winograd_conv(x, weight)
     assert torch.allclose(result, F.conv2d(x, weight), atol=1e-4)
     result.sum().backward()
     assert x.grad is None and weight.grad is not None
@@ -79,27 +82,64 @@ def test_compiled_training_through_winograd_layers_is_one_graph_and_equals_eager
         assert relative_error(a.grad, b.grad.double()) < 5e-5
 
 
+def test_compiling_a_4x4_layer_traces_once_per_shape(monkeypatch):
+    """F(3x3, 4x4) takes its transforms from a module cache; filling that cache while tracing made the
+    graph's guards fail at the next call, one recompile per entry (a training warm-up took 250 s
+    instead of 45 s)."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 4, padding=1))
+    assert len(use_winograd(net)) == 2
+    assert ("G", 4, torch.device("cpu"), torch.float32) in winograd._cache  # filled before any tracing
+    monkeypatch.setattr(winograd, "_cache", {})  # as if it had not been: tracing must not fill it
+    x = torch.randn(2, 128, 16, 16)  # 2 x 25 tiles at the 4x4 layer: by Winograd
+    counters.clear()
+    torch._dynamo.reset()
+    compiled = torch.compile(net)
+    for _ in range(3):
+        compiled(x).square().mean().backward()
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not winograd._cache
+
+
 def test_a_second_derivative_is_refused_not_silently_wrong():
     """A gradient penalty (R1, WGAN-GP) differentiates the input gradient again; Winograd's backward
     pass is not itself differentiable, so that must fail loudly."""
     x = torch.randn(1, 4, 10, 10, requires_grad=True)
     weight = torch.randn(6, 4, 3, 3, requires_grad=True)
-    (grad,) = torch.autograd.grad(winograd_conv3x3(x, weight).square().sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(winograd_conv(x, weight).square().sum(), x, create_graph=True)
     assert torch.allclose(grad, torch.autograd.grad(F.conv2d(x, weight).square().sum(), x)[0], atol=1e-3)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.square().sum().backward()
 
 
-def test_the_function_works_in_the_input_dtype():
+@pytest.mark.parametrize("r", [3, 4])
+def test_the_function_works_in_the_input_dtype(r):
     """The transforms are exact in float64: the algorithm, not the arithmetic, is what is tested."""
     x = torch.randn(2, 6, 14, 10, dtype=torch.float64)
-    weight = torch.randn(5, 6, 3, 3, dtype=torch.float64)
-    assert relative_error(winograd_conv3x3(x, weight), F.conv2d(x, weight)) < 1e-12
+    weight = torch.randn(5, 6, r, r, dtype=torch.float64)
+    assert relative_error(winograd_conv(x, weight), F.conv2d(x, weight)) < 1e-12
+
+
+def test_the_transform_matrices_are_the_papers_and_share_the_input_transform():
+    """F(4x4, 3x3) and F(3x3, 4x4) at the points 0, 1, -1, 2, -2, infinity: A^T is the Vandermonde
+    matrix of the points (plus the point at infinity), G's rows are the points' powers over the
+    products of their differences, and both take one B^T."""
+    points = [0, 1, -1, 2, -2]
+    for m, r, at, g in [(4, 3, winograd._AT, winograd._G), (3, 4, winograd._AT3, winograd._G4)]:
+        assert [row[:5] for row in at] == [[p**i for p in points] for i in range(m)]
+        assert [row[5] for row in at] == [0] * (m - 1) + [1]
+        for p, row in zip(points, g):
+            scale = math.prod(p - q for q in points if q != p)
+            assert row == pytest.approx([p**i / scale for i in range(r)])
+        assert g[5] == [0] * (r - 1) + [1]
+    assert winograd._MATRICES[3]["BT"] is winograd._MATRICES[4]["BT"]
 
 
 def test_other_filter_sizes_are_refused():
-    with pytest.raises(ValueError, match="3x3 filters"):
-        winograd_conv3x3(torch.zeros(1, 2, 8, 8), torch.zeros(2, 2, 5, 5))
+    with pytest.raises(ValueError, match="3x3 or 4x4 filters"):
+        winograd_conv(torch.zeros(1, 2, 8, 8), torch.zeros(2, 2, 5, 5))
 
 
 def generator(ngf: int = 32) -> nn.Module:
@@ -122,6 +162,28 @@ def test_only_wide_3x3_stride_1_layers_switch_and_parameters_stay():
         result = net(x)
     assert (result - expected).abs().max() < 1e-4
     assert use_winograd(generator(ngf=8)) == []  # 32 channels: the transforms would cost more than they save
+
+
+def test_a_patchgans_wide_4x4_layer_switches_and_small_calls_stay_direct():
+    from ganforge_cyclegan.networks import PatchGANParams, build_patchgan
+
+    torch.manual_seed(0)
+    net = build_patchgan(PatchGANParams(ndf=64))  # 3 -> 64 -> 128 -> 256 (stride 2) -> 512 -> 1 (stride 1)
+    x = (torch.rand(2, 3, 128, 128) * 2 - 1).requires_grad_()
+    expected = net(x)
+    assert use_winograd(net) == ["model.8"]  # the 256 -> 512 4x4 stride-1 layer; the rest are strided or narrow
+    layer = net.get_submodule("model.8")
+    assert isinstance(layer, WinogradConv2d) and layer.padding == (1, 1)
+    result = net(x)  # 2 images x 5 x 5 tiles of 3x3 at 16x16: by Winograd
+    assert relative_error(result.detach(), expected.detach().double()) < 5e-5
+    (grad_x,) = torch.autograd.grad(result.sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    assert relative_error(grad_x, expected_grad.double()) < 5e-5
+    # one 16x16 input is 25 tiles, fewer than MIN_TILES_4X4: the layer calls the direct convolution
+    small = torch.randn(1, 256, 16, 16)
+    assert 25 < winograd.MIN_TILES_4X4 <= 50
+    assert torch.equal(layer(small), F.conv2d(small, layer.weight, layer.bias, padding=1))
+    assert not torch.equal(layer(small.repeat(2, 1, 1, 1))[:1], F.conv2d(small, layer.weight, layer.bias, padding=1))
 
 
 def test_padded_layers_pad_with_zeros_as_the_direct_layer_does():
@@ -233,7 +295,7 @@ def test_each_compiled_transform_equals_the_torch_operators(n, c, th, tw, monkey
         "output, no bias": ops.output_tiles(m, torch.empty(0), n, th, tw),
         "output grad": ops.output_tiles_backward(dy),
         "filters": ops.weight_transform(weight),
-        "filter grad": ops.weight_transform_backward(du),
+        "filter grad": ops.weight_transform_backward(du, 3),
     }
     monkeypatch.setenv("GANFORGE_WINOGRAD_KERNELS", "torch")
     G = winograd._transform("G", du)
@@ -251,6 +313,26 @@ def test_each_compiled_transform_equals_the_torch_operators(n, c, th, tw, monkey
         assert relative_error(value, reference[name].double()) < 1e-6, name
 
 
+@pytest.mark.parametrize(("k", "c"), [(5, 3), (64, 48)])
+def test_the_compiled_4x4_filter_transforms_equal_the_torch_operators(k, c, monkeypatch):
+    ops = compiled()
+    generator = torch.Generator().manual_seed(k)
+    weight = torch.randn(k, c, 4, 4, generator=generator)
+    du = torch.randn(36, k, c, generator=generator)
+    fused = {"filters": ops.weight_transform(weight), "filter grad": ops.weight_transform_backward(du, 4)}
+    monkeypatch.setenv("GANFORGE_WINOGRAD_KERNELS", "torch")
+    G = winograd._transform("G", du, 4)
+    reference = {
+        "filters": winograd.transform_weight(weight),
+        "filter grad": torch.matmul(G.t(), du.reshape(36, -1)).t().reshape(k, c, 4, 4),
+    }
+    for name, value in fused.items():
+        assert value.shape == reference[name].shape, name
+        assert relative_error(value, reference[name].double()) < 1e-6, name
+    with pytest.raises(RuntimeError, match="3x3 or 4x4"):
+        ops.weight_transform_backward(du, 5)
+
+
 @pytest.mark.parametrize("kernels", ["compiled", "torch"])
 def test_both_transform_paths_train_a_layer_alike(kernels, monkeypatch):
     """Values and all three gradients against float64 direct convolution, through each path."""
@@ -265,7 +347,7 @@ def test_both_transform_paths_train_a_layer_alike(kernels, monkeypatch):
     exact = [t.clone().requires_grad_() for t in (x, weight, bias)]
     F.conv2d(*exact).backward(grad)
     fast = [t.float().requires_grad_() for t in (x, weight, bias)]
-    result = winograd_conv3x3(*fast)
+    result = winograd_conv(*fast)
     result.backward(grad.float())
     assert relative_error(result.detach(), F.conv2d(x, weight, bias)) < 5e-5
     for fast_input, exact_input in zip(fast, exact):
@@ -293,7 +375,7 @@ def test_layers_of_one_shape_share_a_transform_buffer_without_mixing_their_filte
     expected = run(F.conv2d, exact[0], exact[1:])
     expected.backward(grad)
     fast = [t.float().requires_grad_() for t in (x, *weights)]
-    result = run(winograd_conv3x3, fast[0], fast[1:])
+    result = run(winograd_conv, fast[0], fast[1:])
     result.backward(grad.float())
     assert relative_error(result.detach(), expected.detach()) < 5e-5
     for fast_input, exact_input in zip(fast, exact):
@@ -329,4 +411,4 @@ def test_a_source_that_does_not_build_falls_back_with_one_warning(tmp_path, monk
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once, not at every convolution
         x, weight = torch.randn(1, 4, 10, 10), torch.randn(6, 4, 3, 3)
-        assert relative_error(winograd_conv3x3(x, weight), F.conv2d(x.double(), weight.double())) < 5e-5
+        assert relative_error(winograd_conv(x, weight), F.conv2d(x.double(), weight.double())) < 5e-5

@@ -61,8 +61,8 @@ class Runtime:
             if not switched:
                 also = f" ({len(narrow)} few-output-channel layer(s) take the transposed form)" if narrow else ""
                 warnings.warn(
-                    "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3, stride-1 "
-                    f"one with 128 or more channels; its 3x3 convolutions stay direct{also}",
+                    "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
+                    f"one with 128 or more channels; those stay direct{also}",
                     GanforgeWarning,
                     stacklevel=2,
                 )

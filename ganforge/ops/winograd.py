@@ -1,15 +1,19 @@
-"""3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016, arXiv 1509.09308).
+"""3x3 and 4x4 convolutions by Winograd's minimal filtering F(4x4, 3x3) and F(3x3, 4x4) (Lavin & Gray
+2016, arXiv 1509.09308).
 
 A stride-1 3x3 convolution over 6x6 input tiles (stride 4) becomes 36 independent matrix products in
 the transformed domain: 2.25 multiplications per output instead of 9, a quarter of the direct
 arithmetic. On a CPU whose direct convolution already runs near its matmul peak this is the one way
-left to make the residual blocks of an image-to-image generator cheaper. The results equal the direct
-convolution up to fp32 rounding (relative error about 1e-5, see ``tests/test_winograd.py``).
+left to make the residual blocks of an image-to-image generator cheaper. A stride-1 4x4 convolution
+(a PatchGAN's next-to-last layer) takes the same 6x6 tiles at stride 3: 4 multiplications per output
+instead of 16. The results equal the direct convolution up to fp32 rounding (relative error about
+1e-5, see ``tests/test_winograd.py``).
 
-In fp32 on the CPU the tile and filter transforms run as fused loops (``winograd_cpu.cpp``), compiled
+In fp32 on the CPU the transforms of F(4x4, 3x3) run as fused loops (``winograd_cpu.cpp``), compiled
 for this machine on first use (about 15 s, then cached by torch in ``~/.cache/torch_extensions``).
 Where that cannot be built (no C++ compiler) or ``GANFORGE_WINOGRAD_KERNELS=torch`` is set, the same
-transforms run as torch operators: equal results, about a third of a training step slower.
+transforms run as torch operators: equal results, about a third of a training step slower. F(3x3, 4x4)
+always uses the torch operators: its layers are 16x16 to 32x32 pixels, where the transforms are cheap.
 
 :func:`use_winograd` switches the eligible ``nn.Conv2d`` layers of a module in place (their class only:
 parameters, state-dict keys, hooks and optimizer references stay as they are). The switched layers
@@ -58,12 +62,33 @@ _AT = [
     [0, 1, 1, 4, 4, 0],
     [0, 1, -1, 8, -8, 1],
 ]
+# F(3x3, 4x4) at the same points: the same B^T (Toom-Cook gives it for any m + r = 7 at these points),
+# and G and A^T for a 4x4 filter and a 3x3 output tile.
+_G4 = [
+    [1 / 4, 0, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6, 1 / 6],
+    [1 / 24, 1 / 12, 1 / 6, 1 / 3],
+    [1 / 24, -1 / 12, 1 / 6, -1 / 3],
+    [0, 0, 0, 1],
+]
+_AT3 = [
+    [1, 1, 1, 1, 1, 0],
+    [0, 1, -1, 2, -2, 0],
+    [0, 1, 1, 4, 4, 1],
+]
+_MATRICES = {3: {"BT": _BT, "G": _G, "AT": _AT}, 4: {"BT": _BT, "G": _G4, "AT": _AT3}}
 
-TILE = 6  # input tile side
-OUT = 4  # output tile side
-CHUNK_TILES = 256  # tiles per batched product, see winograd_conv3x3
+TILE = 6  # input tile side, for both
+OUT = 4  # output tile side of F(4x4, 3x3); F(3x3, 4x4)'s is 3: see out_side()
+CHUNK_TILES = 256  # tiles per batched product, see winograd_conv
+# A 4x4 layer (a PatchGAN's 256 -> 512) computes directly below this many tiles per call: there the
+# filter transforms outweigh the products saved. Forward and backward of that layer on the 2-core AVX2
+# CPU: 25 tiles (one 16x16 input) 0.98x the direct speed, input gradient only 0.76x; 50 tiles 1.5x /
+# 1.14x; 121 tiles 1.7x / 1.2x.
+MIN_TILES_4X4 = 50
 
-_cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+_cache: dict[tuple[str, int, torch.device, torch.dtype], torch.Tensor] = {}
 _thread = threading.local()  # see _scratch
 
 KERNEL_SOURCE = Path(__file__).with_name("winograd_cpu.cpp")
@@ -171,37 +196,46 @@ def _register_fakes() -> None:
         return None
 
     @fake("ganforge_winograd::weight_transform_backward")
-    def _(du):
-        return du.new_empty(du.shape[1], du.shape[2], 3, 3)
+    def _(du, r):
+        return du.new_empty(du.shape[1], du.shape[2], r, r)
 
 
-def _fused(t: torch.Tensor) -> bool:
-    """Whether the compiled transforms take ``t`` (fp32 on the CPU, and built). While torch.compile
+def out_side(r: int) -> int:
+    """The output tile side for r x r filters: 4 for 3x3, 3 for 4x4 (tiles of 6 either way)."""
+    return TILE - r + 1
+
+
+def _fused(t: torch.Tensor, r: int = 3) -> bool:
+    """Whether the compiled transforms take ``t`` (fp32 on the CPU, and built); the filter transforms
+    are compiled for 3x3 and 4x4 filters, the tile transforms for r = 3 only. While torch.compile
     traces, only what is loaded already counts (building, warning and the environment stay outside
     the graph)."""
-    if t.dtype != torch.float32 or t.device.type != "cpu":
+    if t.dtype != torch.float32 or t.device.type != "cpu" or r != 3:
         return False
     if torch.compiler.is_compiling():
         return _kernel_state == "built"
     return compiled_kernels() is not None
 
 
-def _transform(name: str, like: torch.Tensor) -> torch.Tensor:
-    """The 2-D transform ``kron(M, M)`` for one of B^T, G, A^T (computed in float64), on ``like``'s
-    device and in its dtype."""
-    key = (name, like.device, like.dtype)
+def _transform(name: str, like: torch.Tensor, r: int = 3) -> torch.Tensor:
+    """The 2-D transform ``kron(M, M)`` for one of B^T, G, A^T for r x r filters (computed in float64),
+    on ``like``'s device and in its dtype."""
+    key = (name, r, like.device, like.dtype)
     if key not in _cache:
-        m = torch.tensor({"BT": _BT, "G": _G, "AT": _AT}[name], dtype=torch.float64)
-        _cache[key] = torch.kron(m, m).to(device=like.device, dtype=like.dtype)
+        m = torch.tensor(_MATRICES[r][name], dtype=torch.float64)
+        transform = torch.kron(m, m).to(device=like.device, dtype=like.dtype)
+        if torch.compiler.is_compiling():
+            return transform  # a cache filled while tracing would fail the graph's guards: one recompile per entry
+        _cache[key] = transform
     return _cache[key]
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(K, C, 3, 3) filters -> (36, K, C): G g G^T for each filter, one matrix per tile position."""
-    k, c = weight.shape[:2]
+    """(K, C, r, r) filters -> (36, K, C): G g G^T for each filter, one matrix per tile position."""
+    k, c, r = weight.shape[:3]
     if _fused(weight):
         return torch.ops.ganforge_winograd.weight_transform(weight.contiguous())
-    return torch.matmul(_transform("G", weight), weight.reshape(k * c, 9).t()).view(36, k, c)
+    return torch.matmul(_transform("G", weight, r), weight.reshape(k * c, r * r).t()).view(36, k, c)
 
 
 def _scratch(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
@@ -240,7 +274,7 @@ def release_buffers() -> int:
 def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
     """:func:`transform_weight` into a reused buffer: valid until the next call in this thread (and
     outside autograd: the callers are the Function's own passes)."""
-    k, c = weight.shape[:2]
+    k, c, r = weight.shape[:3]
     weight = weight.detach()
     out = _scratch("filters", (36, k, c), weight)
     if out is None:
@@ -248,58 +282,62 @@ def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
     if _fused(weight):
         torch.ops.ganforge_winograd.weight_transform_into(weight.contiguous(), out)
     else:
-        torch.matmul(_transform("G", weight), weight.reshape(k * c, 9).t(), out=out.view(36, k * c))
+        torch.matmul(_transform("G", weight, r), weight.reshape(k * c, r * r).t(), out=out.view(36, k * c))
     return out
 
 
-def _input_tiles(x: torch.Tensor, keep: bool = True) -> torch.Tensor:
-    """(N, C, 4th+2, 4tw+2) -> (36, C, N*th*tw): B^T d B of every overlapping 6x6 tile; into a reused
-    buffer unless ``keep`` (the tiles are saved for a backward pass).
+def _input_tiles(x: torch.Tensor, r: int = 3, keep: bool = True) -> torch.Tensor:
+    """(N, C, m th + r - 1, m tw + r - 1) -> (36, C, N*th*tw) for output tiles of m = out_side(r): B^T d B
+    of every overlapping 6x6 tile; into a reused buffer unless ``keep`` (the tiles are saved for a
+    backward pass).
 
-    One 6x6, stride-4 convolution with 36 fixed filters per channel computes all tile transforms
+    One 6x6, stride-m convolution with 36 fixed filters per channel computes all tile transforms
     without first copying the overlapping tiles out.
     """
     n, c, hp, wp = x.shape
-    if _fused(x):
-        out = None if keep else _scratch("tiles", (36, c, n * ((hp - 2) // OUT) * ((wp - 2) // OUT)), x)
+    m = out_side(r)
+    tiles = (hp - r + 1) // m * ((wp - r + 1) // m)
+    if _fused(x, r):
+        out = None if keep else _scratch("tiles", (36, c, n * tiles), x)
         if out is None:
             return torch.ops.ganforge_winograd.input_tiles(x.contiguous())
         torch.ops.ganforge_winograd.input_tiles_into(x.contiguous(), out)
         return out
-    tiles = (hp - 2) // OUT * ((wp - 2) // OUT)
-    kernel = _transform("BT", x).view(36, 1, TILE, TILE)
-    v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=OUT)  # (N*C, 36, th, tw)
+    kernel = _transform("BT", x, r).view(36, 1, TILE, TILE)
+    v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=m)  # (N*C, 36, th, tw)
     if n == 1:
         return v.view(c, 36, tiles).transpose(0, 1)  # a strided view the batched matmul takes as is
     return v.view(n, c, 36, tiles).permute(2, 1, 0, 3).reshape(36, c, n * tiles)
 
 
-def _output_tiles(m: torch.Tensor, n: int, th: int, tw: int) -> torch.Tensor:
-    """(36, K, N*th*tw) -> (N, K, 4th, 4tw): A^T m A of every tile, laid out as an image."""
-    k = m.shape[1]
-    y = torch.matmul(_transform("AT", m), m.reshape(36, -1)).view(OUT, OUT, k, n, th, tw)
-    return y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, th * OUT, tw * OUT)
+def _output_tiles(m: torch.Tensor, n: int, th: int, tw: int, r: int = 3) -> torch.Tensor:
+    """(36, K, N*th*tw) -> (N, K, s th, s tw) with s = out_side(r): A^T m A of every tile, laid out as an
+    image."""
+    k, s = m.shape[1], out_side(r)
+    y = torch.matmul(_transform("AT", m, r), m.reshape(36, -1)).view(s, s, k, n, th, tw)
+    return y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, th * s, tw * s)
 
 
-def _grad_output_tiles(dy: torch.Tensor) -> torch.Tensor:
-    """Adjoint of :func:`_output_tiles`: (N, K, 4th, 4tw) -> (36, K, N*th*tw)."""
-    if _fused(dy):
+def _grad_output_tiles(dy: torch.Tensor, r: int = 3) -> torch.Tensor:
+    """Adjoint of :func:`_output_tiles`: (N, K, s th, s tw) -> (36, K, N*th*tw)."""
+    if _fused(dy, r):
         return torch.ops.ganforge_winograd.output_tiles_backward(dy.contiguous())
     n, k, h, w = dy.shape
-    th, tw = h // OUT, w // OUT
-    tiles = dy.reshape(n, k, th, OUT, tw, OUT).permute(3, 5, 1, 0, 2, 4).reshape(OUT * OUT, -1)
-    return torch.matmul(_transform("AT", dy).t(), tiles).view(36, k, n * th * tw)
+    s = out_side(r)
+    th, tw = h // s, w // s
+    tiles = dy.reshape(n, k, th, s, tw, s).permute(3, 5, 1, 0, 2, 4).reshape(s * s, -1)
+    return torch.matmul(_transform("AT", dy, r).t(), tiles).view(36, k, n * th * tw)
 
 
-def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int) -> torch.Tensor:
+def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int, r: int = 3) -> torch.Tensor:
     """Adjoint of :func:`_input_tiles`: (36, C, N*th*tw) -> (N, C, hp, wp), overlapping tiles summed."""
-    if _fused(dv):
+    if _fused(dv, r):
         return torch.ops.ganforge_winograd.input_tiles_backward(dv.contiguous(), n, hp, wp)
-    c = dv.shape[1]
-    tiles = (hp - 2) // OUT * ((wp - 2) // OUT)
-    d = torch.matmul(_transform("BT", dv).t(), dv.reshape(36, -1)).view(36, c, n, tiles)
+    c, s = dv.shape[1], out_side(r)
+    tiles = (hp - r + 1) // s * ((wp - r + 1) // s)
+    d = torch.matmul(_transform("BT", dv, r).t(), dv.reshape(36, -1)).view(36, c, n, tiles)
     cols = d.permute(2, 1, 0, 3).reshape(n, c * 36, tiles)
-    return F.fold(cols, (hp, wp), TILE, stride=OUT)
+    return F.fold(cols, (hp, wp), TILE, stride=s)
 
 
 def _product(a: torch.Tensor, b: torch.Tensor, role: str) -> torch.Tensor:
@@ -309,33 +347,33 @@ def _product(a: torch.Tensor, b: torch.Tensor, role: str) -> torch.Tensor:
 
 
 def _forward(
-    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, keep: bool = True
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, r: int, keep: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, transformed input tiles) from the padded input and the transformed filters; the tiles
-    are only valid after the call if ``keep``."""
+    """(output, transformed input tiles) from the padded input and the transformed r x r filters; the
+    tiles are only valid after the call if ``keep``."""
     n, _, hp, wp = x.shape
-    v = _input_tiles(x, keep)
+    s = out_side(r)
+    th, tw = (hp - r + 1) // s, (wp - r + 1) // s
+    v = _input_tiles(x, r, keep)
     m = _product(u, v, "products")
-    if _fused(m):  # the bias is added in the same pass
+    if _fused(m, r):  # the bias is added in the same pass
         no_bias = m.new_empty(0)
-        y = torch.ops.ganforge_winograd.output_tiles(
-            m, no_bias if bias is None else bias.detach().contiguous(), n, (hp - 2) // OUT, (wp - 2) // OUT
-        )
+        y = torch.ops.ganforge_winograd.output_tiles(m, no_bias if bias is None else bias.detach().contiguous(), n, th, tw)
         return y, v
-    y = _output_tiles(m, n, (hp - 2) // OUT, (wp - 2) // OUT)
+    y = _output_tiles(m, n, th, tw, r)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y, v
 
 
 def _forward_chunks(
-    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, per_chunk: int, keep: bool
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, r: int, per_chunk: int, keep: bool
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """:func:`_forward` over chunks of ``per_chunk`` images with one filter transform: (output, the
     chunks' input tiles, valid after the call only if ``keep``)."""
     outputs, tiles = [], []
     for chunk in x.split(per_chunk):
-        y, v = _forward(chunk, u, bias, keep)
+        y, v = _forward(chunk, u, bias, r, keep)
         outputs.append(y)
         tiles.append(v)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs), tiles
@@ -353,7 +391,8 @@ class _Winograd(torch.autograd.Function):
         per_chunk: int,
     ) -> torch.Tensor:
         _, _, hp, wp = x.shape
-        y, tiles = _forward_chunks(x, _transform_weight_once(weight) if u is None else u, bias, per_chunk, True)
+        u = _transform_weight_once(weight) if u is None else u
+        y, tiles = _forward_chunks(x, u, bias, weight.shape[2], per_chunk, True)
         if torch.compiler.is_compiling():
             tiles = [v.clone() for v in tiles]  # dynamo does not let a traced Function save views of intermediates
         ctx.save_for_backward(weight, *tiles)
@@ -367,16 +406,16 @@ class _Winograd(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
         weight, *tiles = ctx.saved_tensors
         hp, wp = ctx.shape
-        k, c = weight.shape[:2]
+        k, c, r = weight.shape[:3]
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         u = _transform_weight_once(weight) if need_x else None
         du = _scratch("filter gradients", (36, k, c), dy) if need_w else None
         dx_parts = []
         for i, (dy_chunk, v) in enumerate(zip(dy.split(ctx.per_chunk), tiles)):
-            dm = _grad_output_tiles(dy_chunk.contiguous())
+            dm = _grad_output_tiles(dy_chunk.contiguous(), r)
             if u is not None:
                 dv = _product(u.transpose(1, 2), dm, "tile gradients")
-                dx_parts.append(_grad_input_tiles(dv, dy_chunk.shape[0], hp, wp))
+                dx_parts.append(_grad_input_tiles(dv, dy_chunk.shape[0], hp, wp, r))
             if need_w:  # (36, K, C), summed over the chunks
                 if du is None:  # tracing: no buffers
                     du = torch.bmm(dm, v.transpose(1, 2))
@@ -389,31 +428,37 @@ class _Winograd(torch.autograd.Function):
             dx = dx_parts[0] if len(dx_parts) == 1 else torch.cat(dx_parts)
         if need_w:
             if _fused(du):
-                dw = torch.ops.ganforge_winograd.weight_transform_backward(du)
+                dw = torch.ops.ganforge_winograd.weight_transform_backward(du, r)
             else:
-                dw = torch.matmul(_transform("G", du).t(), du.reshape(36, k * c)).t().reshape(k, c, 3, 3)
+                dw = torch.matmul(_transform("G", du, r).t(), du.reshape(36, k * c)).t().reshape(k, c, r, r)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy.sum((0, 2, 3))
         return dx, dw, db, None, None
 
 
-def winograd_conv3x3(
+def winograd_conv(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     transformed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias)`` for 3x3 filters, stride 1, no padding, by Winograd F(4x4, 3x3).
+    """``F.conv2d(x, weight, bias)`` for 3x3 or 4x4 filters, stride 1, no padding, by Winograd F(4x4, 3x3)
+    or F(3x3, 4x4).
 
-    ``x`` is (N, C, H + 2, W + 2) and the result (N, K, H, W); sizes that are not multiples of 4 are
-    padded with zeros to the next tile and cropped back. ``transformed``, the filters'
-    :func:`transform_weight` computed before, saves that work (the gradient still reaches ``weight``).
+    ``x`` is (N, C, H + r - 1, W + r - 1) for r x r filters and the result (N, K, H, W); sizes that are not
+    multiples of the output tile are padded with zeros to the next tile and cropped back.
+    ``transformed``, the filters' :func:`transform_weight` computed before, saves that work (the
+    gradient still reaches ``weight``).
     """
-    if weight.shape[2:] != (3, 3) or x.dim() != 4:
-        raise ValueError(f"winograd_conv3x3 takes 4-D input and 3x3 filters, not {tuple(x.shape)} and {tuple(weight.shape)}")
-    h, w = x.shape[2] - 2, x.shape[3] - 2
-    th, tw = -(-h // OUT), -(-w // OUT)
-    extra_h, extra_w = th * OUT - h, tw * OUT - w
+    if weight.dim() != 4 or weight.shape[2:] not in ((3, 3), (4, 4)) or x.dim() != 4:
+        raise ValueError(
+            f"winograd_conv takes 4-D input and 3x3 or 4x4 filters, not {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    r = weight.shape[2]
+    s = out_side(r)
+    h, w = x.shape[2] - r + 1, x.shape[3] - r + 1
+    th, tw = -(-h // s), -(-w // s)
+    extra_h, extra_w = th * s - h, tw * s - w
     if extra_h or extra_w:
         x = F.pad(x, (0, extra_w, 0, extra_h))
     # The batched products run fastest at a few hundred tiles (measured on a 2-core AVX2 CPU: 36
@@ -424,14 +469,14 @@ def winograd_conv3x3(
         y = _Winograd.apply(x, weight, bias, transformed, per_chunk)
     else:
         u = transformed if transformed is not None else _transform_weight_once(weight)
-        y = _forward_chunks(x, u, bias, per_chunk, keep=False)[0]
+        y = _forward_chunks(x, u, bias, r, per_chunk, keep=False)[0]
     if extra_h or extra_w:
         y = y[:, :, :h, :w]
     return y
 
 
 class WinogradConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` (3x3, stride 1) computed by :func:`winograd_conv3x3` on the CPU in fp32.
+    """An ``nn.Conv2d`` (3x3 or 4x4, stride 1) computed by :func:`winograd_conv` on the CPU in fp32.
 
     Made by :func:`use_winograd` from an existing layer; identical parameters and state dict. Under
     ``torch.inference_mode`` (translation) the transformed filters are kept until the weights change:
@@ -462,17 +507,24 @@ class WinogradConv2d(nn.Conv2d):
         ):
             return super()._conv_forward(input, weight, bias)
         ph, pw = self.padding  # type: ignore[misc]
+        r = self.kernel_size[0]
+        if r == 4:
+            s = out_side(r)
+            h, w = input.shape[-2] + 2 * ph - r + 1, input.shape[-1] + 2 * pw - r + 1
+            if input.dim() != 4 or input.shape[0] * -(-h // s) * -(-w // s) < MIN_TILES_4X4:
+                return super()._conv_forward(input, weight, bias)
         if ph or pw:
             input = F.pad(input, (pw, pw, ph, ph))
-        return winograd_conv3x3(input, weight, bias, self._cached_transform(weight))
+        return winograd_conv(input, weight, bias, self._cached_transform(weight))
 
 
 def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
-    """A plain 3x3, stride-1, undilated, ungrouped, zero- or un-padded convolution, wide enough to pay."""
+    """A plain 3x3 or 4x4, stride-1, undilated, ungrouped, zero- or un-padded convolution (padding below
+    the filter size), wide enough to pay."""
     return (
         plain_conv(layer)
-        and layer.kernel_size == (3, 3)
-        and all(p in (0, 1) for p in layer.padding)
+        and layer.kernel_size in ((3, 3), (4, 4))
+        and all(p < layer.kernel_size[0] for p in layer.padding)
         and min(layer.in_channels, layer.out_channels) >= min_channels
     )
 
@@ -487,4 +539,8 @@ def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
     names = switch_class(module, lambda layer: eligible(layer, min_channels), WinogradConv2d)
     if names:
         compiled_kernels()  # build (or find) the fused transforms now, not inside the first step or a compile
+        cpu_fp32 = torch.empty(0)  # the only place the layers compute by Winograd
+        for r in _MATRICES:
+            for name in ("BT", "G", "AT"):
+                _transform(name, cpu_fp32, r)  # before any torch.compile traces them (see _transform)
     return names

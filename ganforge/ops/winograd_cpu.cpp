@@ -1,5 +1,6 @@
 // The transforms of Winograd F(4x4, 3x3) and their adjoints as fused fp32 CPU loops, for
-// ganforge/ops/winograd.py: input tiles, output tiles and filters, forward and backward.
+// ganforge/ops/winograd.py: input tiles, output tiles and filters, forward and backward; and the
+// filter transforms of F(3x3, 4x4), whose 6x6 tiles the same B^T transforms.
 //
 // Each reads its input once and writes its output once. Done with torch's operators they need GEMMs
 // with an inner size of 9, 16 or 36, permuting copies and (for the input gradient) col2im; that took
@@ -9,7 +10,7 @@
 // Layouts (T = tiles per image = th * tw, tile t = i * tw + j):
 //   padded input x (N, C, 4th+2, 4tw+2)  <->  transformed tiles V (36, C, N*T)
 //   products M (36, K, N*T)              <->  output y (N, K, 4th, 4tw)
-//   filters (K, C, 3, 3)                 <->  transformed filters U (36, K, C)
+//   filters (K, C, r, r), r = 3 or 4     <->  transformed filters U (36, K, C)
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -88,6 +89,38 @@ inline void apply_gt(const In& u, Out&& g) {
   g(1, (u2 - u1) * (1.f / 6.f) + (u3 - u4) * (1.f / 12.f));
   g(2, (u3 + u4 - u1 - u2) * (1.f / 6.f) + u5);
 }
+
+// The filter transform and its adjoint for each filter side, for the templates below.
+struct Filters3 {
+  static constexpr int R = 3;
+  template <typename In, typename Out>
+  static inline void g(const In& w, Out&& o) { apply_g(w, o); }
+  template <typename In, typename Out>
+  static inline void gt(const In& u, Out&& w) { apply_gt(u, w); }
+};
+
+// F(3x3, 4x4) at the same points: G (6x4) and G^T.
+struct Filters4 {
+  static constexpr int R = 4;
+  template <typename In, typename Out>
+  static inline void g(const In& w, Out&& o) {
+    const float g0 = w(0), g1 = w(1), g2 = w(2), g3 = w(3);
+    o(0, g0 * 0.25f);
+    o(1, (g0 + g1 + g2 + g3) * (-1.f / 6.f));
+    o(2, (g0 - g1 + g2 - g3) * (-1.f / 6.f));
+    o(3, g0 * (1.f / 24.f) + g1 * (1.f / 12.f) + g2 * (1.f / 6.f) + g3 * (1.f / 3.f));
+    o(4, g0 * (1.f / 24.f) - g1 * (1.f / 12.f) + g2 * (1.f / 6.f) - g3 * (1.f / 3.f));
+    o(5, g3);
+  }
+  template <typename In, typename Out>
+  static inline void gt(const In& u, Out&& w) {
+    const float u0 = u(0), u1 = u(1), u2 = u(2), u3 = u(3), u4 = u(4), u5 = u(5);
+    w(0, u0 * 0.25f - (u1 + u2) * (1.f / 6.f) + (u3 + u4) * (1.f / 24.f));
+    w(1, (u2 - u1) * (1.f / 6.f) + (u3 - u4) * (1.f / 12.f));
+    w(2, (u3 + u4 - u1 - u2) * (1.f / 6.f));
+    w(3, (u2 - u1) * (1.f / 6.f) + (u3 - u4) * (1.f / 3.f) + u5);
+  }
+};
 
 // The 36 planes of a transformed tensor lie (rows x stride) apart, a multiple of 4 KiB for the usual
 // sizes: touching all 36 at the same offset maps them to the same cache sets. So each plane's run of
@@ -329,10 +362,10 @@ at::Tensor output_tiles_backward(at::Tensor dy) {
   return dm;
 }
 
-// G g G^T of (K, C, 3, 3) filters -> U (36, K, C), written into u
+// G g G^T of (K, C, r, r) filters -> U (36, K, C), written into u
+template <typename Fs>
 void transform_weights(const at::Tensor& weight, at::Tensor& u) {
-  check(weight, 4, "weight");
-  TORCH_CHECK(weight.size(2) == 3 && weight.size(3) == 3, "weight: filters must be 3x3");
+  constexpr int R = Fs::R;
   const int64_t k = weight.size(0), c = weight.size(1);
   check(u, 3, "out");
   TORCH_CHECK(u.size(0) == 36 && u.size(1) == k && u.size(2) == c, "out: (36, K, C) expected");
@@ -340,18 +373,18 @@ void transform_weights(const at::Tensor& weight, at::Tensor& u) {
   float* up = u.data_ptr<float>();
   const int64_t stride = k * c;
   at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> taps(9 * c), half(18 * c), out_buf(36 * c);
+    std::vector<float> taps(R * R * c), half(6 * R * c), out_buf(36 * c);
     for (int64_t f = begin; f < end; ++f) {
-      const float* src = wp + f * c * 9;
+      const float* src = wp + f * c * R * R;
       GANFORGE_SIMD
       for (int64_t ch = 0; ch < c; ++ch)
-        for (int t = 0; t < 9; ++t) taps[t * c + ch] = src[ch * 9 + t];
+        for (int t = 0; t < R * R; ++t) taps[t * c + ch] = src[ch * R * R + t];
       // rows: half[a][col][ch] = sum_r G[a][r] g[r][col]
-      for (int col = 0; col < 3; ++col) {
+      for (int col = 0; col < R; ++col) {
         GANFORGE_SIMD
         for (int64_t ch = 0; ch < c; ++ch) {
-          apply_g([&](int r) { return taps[(r * 3 + col) * c + ch]; },
-                  [&](int a, float val) { half[(a * 3 + col) * c + ch] = val; });
+          Fs::g([&](int r) { return taps[(r * R + col) * c + ch]; },
+                [&](int a, float val) { half[(a * R + col) * c + ch] = val; });
         }
       }
       // columns: U[a*6+b][f][ch] = sum_col G[b][col] half[a][col]
@@ -359,8 +392,8 @@ void transform_weights(const at::Tensor& weight, at::Tensor& u) {
       for (int row = 0; row < 6; ++row) {
         GANFORGE_SIMD
         for (int64_t ch = 0; ch < c; ++ch) {
-          apply_g([&](int col) { return half[(row * 3 + col) * c + ch]; },
-                  [&](int b, float val) { out[(row * 6 + b) * c + ch] = val; });
+          Fs::g([&](int col) { return half[(row * R + col) * c + ch]; },
+                [&](int b, float val) { out[(row * 6 + b) * c + ch] = val; });
         }
       }
       scatter(out, c, up + f * c, stride);
@@ -368,51 +401,75 @@ void transform_weights(const at::Tensor& weight, at::Tensor& u) {
   });
 }
 
+// the filter side of (K, C, r, r) filters: 3 or 4
+int64_t filter_side(const at::Tensor& weight) {
+  check(weight, 4, "weight");
+  const int64_t r = weight.size(2);
+  TORCH_CHECK(weight.size(3) == r && (r == 3 || r == 4), "weight: filters must be 3x3 or 4x4");
+  return r;
+}
+
+void transform_weights_of_side(const at::Tensor& weight, at::Tensor& u) {
+  if (filter_side(weight) == 3) {
+    transform_weights<Filters3>(weight, u);
+  } else {
+    transform_weights<Filters4>(weight, u);
+  }
+}
+
 at::Tensor weight_transform(at::Tensor weight) {
+  check(weight, 4, "weight");
   auto u = at::empty({36, weight.size(0), weight.size(1)}, weight.options());
-  transform_weights(weight, u);
+  transform_weights_of_side(weight, u);
   return u;
 }
 
 // the same into a buffer the caller reuses (a training step transforms every filter bank twice; fresh
 // 9 MB results each time fragmented the heap by hundreds of MB)
-void weight_transform_into(at::Tensor weight, at::Tensor out) { transform_weights(weight, out); }
+void weight_transform_into(at::Tensor weight, at::Tensor out) { transform_weights_of_side(weight, out); }
 
-// dU (36, K, C) -> dW (K, C, 3, 3), the adjoint of weight_transform
-at::Tensor weight_transform_backward(at::Tensor du) {
-  check(du, 3, "du");
-  TORCH_CHECK(du.size(0) == 36, "du: shape mismatch");
+// dU (36, K, C) -> dW (K, C, r, r), the adjoint of weight_transform
+template <typename Fs>
+at::Tensor grad_weights(const at::Tensor& du) {
+  constexpr int R = Fs::R;
   const int64_t k = du.size(1), c = du.size(2);
-  auto dw = at::empty({k, c, 3, 3}, du.options());
+  auto dw = at::empty({k, c, R, R}, du.options());
   const float* up = du.data_ptr<float>();
   float* wp = dw.data_ptr<float>();
   const int64_t stride = k * c;
   at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> taps(9 * c), half(18 * c), in_buf(36 * c);
+    std::vector<float> taps(R * R * c), half(6 * R * c), in_buf(36 * c);
     for (int64_t f = begin; f < end; ++f) {
       const float* in = in_buf.data();
       gather(up + f * c, stride, c, in_buf.data());
       for (int row = 0; row < 6; ++row) {
         GANFORGE_SIMD
         for (int64_t ch = 0; ch < c; ++ch) {
-          apply_gt([&](int b) { return in[(row * 6 + b) * c + ch]; },
-                   [&](int col, float val) { half[(row * 3 + col) * c + ch] = val; });
+          Fs::gt([&](int b) { return in[(row * 6 + b) * c + ch]; },
+                 [&](int col, float val) { half[(row * R + col) * c + ch] = val; });
         }
       }
-      for (int col = 0; col < 3; ++col) {
+      for (int col = 0; col < R; ++col) {
         GANFORGE_SIMD
         for (int64_t ch = 0; ch < c; ++ch) {
-          apply_gt([&](int a) { return half[(a * 3 + col) * c + ch]; },
-                   [&](int r, float val) { taps[(r * 3 + col) * c + ch] = val; });
+          Fs::gt([&](int a) { return half[(a * R + col) * c + ch]; },
+                 [&](int r, float val) { taps[(r * R + col) * c + ch] = val; });
         }
       }
-      float* dst = wp + f * c * 9;
+      float* dst = wp + f * c * R * R;
       GANFORGE_SIMD
       for (int64_t ch = 0; ch < c; ++ch)
-        for (int t = 0; t < 9; ++t) dst[ch * 9 + t] = taps[t * c + ch];
+        for (int t = 0; t < R * R; ++t) dst[ch * R * R + t] = taps[t * c + ch];
     }
   });
   return dw;
+}
+
+at::Tensor weight_transform_backward(at::Tensor du, int64_t r) {
+  check(du, 3, "du");
+  TORCH_CHECK(du.size(0) == 36, "du: shape mismatch");
+  TORCH_CHECK(r == 3 || r == 4, "r: filters must be 3x3 or 4x4");
+  return r == 3 ? grad_weights<Filters3>(du) : grad_weights<Filters4>(du);
 }
 
 TORCH_LIBRARY(ganforge_winograd, lib) {
@@ -423,7 +480,7 @@ TORCH_LIBRARY(ganforge_winograd, lib) {
   lib.def("output_tiles_backward(Tensor dy) -> Tensor");
   lib.def("weight_transform(Tensor weight) -> Tensor");
   lib.def("weight_transform_into(Tensor weight, Tensor(a!) out) -> ()");
-  lib.def("weight_transform_backward(Tensor du) -> Tensor");
+  lib.def("weight_transform_backward(Tensor du, int r) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ganforge_winograd, CPU, lib) {
