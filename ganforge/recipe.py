@@ -49,8 +49,10 @@ class TrainSection(_Section):
             "direct (torch's own convolutions) or winograd: 3x3 stride-1 convolutions with 128+ channels "
             "computed by Winograd F(4x4, 3x3) on the CPU in fp32 (a quarter of the multiplications; "
             "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use), "
-            "and convolutions from 32+ to at most 4 channels (a generator's last layer) computed as "
-            "transposed convolutions, which oneDNN runs faster on a CPU."
+            "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, convolutions from 32+ to at most "
+            "4 channels (a generator's last layer) computed as transposed convolutions, which oneDNN runs "
+            "faster on a CPU, and transposed convolutions from channels_last input when no gradient is "
+            "recorded."
         ),
     )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")

@@ -194,11 +194,12 @@ def translate(
             raise GanforgeError(f"--winograd: {generator.label} is not a PyTorch module (only those can switch)")
         from ganforge.ops import use_cpu_algorithms
 
-        switched, narrow = use_cpu_algorithms(generator.module)
+        switched = use_cpu_algorithms(generator.module)
         where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"
         generator.notes.append(
-            f"--winograd: {len(switched)} convolution(s) switched to Winograd F(4x4, 3x3), {len(narrow)} with "
-            f"few output channels to the transposed form{where}"
+            f"--winograd: {len(switched.winograd)} convolution(s) switched to Winograd, {len(switched.transposed)} "
+            f"with few output channels to the transposed form, {len(switched.upsampling)} transposed one(s) to "
+            f"channels_last input{where}"
         )
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
