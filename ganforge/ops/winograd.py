@@ -13,7 +13,8 @@ In fp32 on the CPU the transforms of F(4x4, 3x3) run as fused loops (``winograd_
 for this machine on first use (about 15 s, then cached by torch in ``~/.cache/torch_extensions``).
 Where that cannot be built (no C++ compiler) or ``GANFORGE_WINOGRAD_KERNELS=torch`` is set, the same
 transforms run as torch operators: equal results, about a third of a training step slower. F(3x3, 4x4)
-always uses the torch operators: its layers are 16x16 to 32x32 pixels, where the transforms are cheap.
+has compiled filter transforms only; its tile transforms are torch operators, cheap at the 16x16 to
+32x32 pixels of the layers it serves.
 
 :func:`use_winograd` switches the eligible ``nn.Conv2d`` layers of a module in place (their class only:
 parameters, state-dict keys, hooks and optimizer references stay as they are). The switched layers
