@@ -122,7 +122,7 @@ def test_the_function_works_in_the_input_dtype(r):
     assert relative_error(winograd_conv(x, weight), F.conv2d(x, weight)) < 1e-12
 
 
-def test_the_transform_matrices_are_the_papers_and_share_the_input_transform():
+def test_the_transform_matrices_are_toom_cook_at_the_chosen_points_and_share_b_transposed():
     """F(4x4, 3x3) and F(3x3, 4x4) at the points 0, 1, -1, 2, -2, infinity: A^T is the Vandermonde
     matrix of the points (plus the point at infinity), G's rows are the points' powers over the
     products of their differences, and both take one B^T."""
