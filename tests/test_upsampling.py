@@ -60,6 +60,5 @@ def test_use_cpu_algorithms_switches_a_generators_upsampling_layers():
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         layer = net.get_submodule(switched.upsampling[0])
         features = torch.randn(1, layer.in_channels, 8, 8)
-        assert torch.equal(layer(features), F.conv_transpose2d(
-            features, layer.weight, layer.bias, 2, 1, 1
-        ))  # under autocast the plain call, in its precision
+        plain = F.conv_transpose2d(features, layer.weight, layer.bias, 2, 1, 1)
+        assert torch.equal(layer(features), plain)  # under autocast the plain call, in its precision

@@ -6,7 +6,7 @@ torch then copies the result back to NCHW; that copy of a freshly allocated outp
 project's 2-core CPU (24 ms of a 256 px / 9-block translation's 610 ms for the last up-sampling layer,
 128 -> 64 channels at 128x128). From a channels_last input the same kernels write channels_last
 directly, and one explicit copy to NCHW costs less: that layer took 33-40 ms instead of 67-81 ms
-(three runs). With autograd recording, the same trick makes forward + backward slower (0.5-0.9x, the
+(two runs). With autograd recording, the same trick makes forward + backward slower (0.5-0.9x, the
 backward pass converts layouts again), so training keeps the plain call, and so does torch.compile
 (inductor picks layouts itself; with the trick traced, winograd + compile translated at 1.61x plain
 instead of 1.94x).
