@@ -8,8 +8,8 @@ project's 2-core CPU (24 ms of a 256 px / 9-block translation's 610 ms for the l
 directly, and one explicit copy to NCHW costs less: that layer took 33-40 ms instead of 67-81 ms
 (two runs). With autograd recording, the same trick makes forward + backward slower (0.5-0.9x, the
 backward pass converts layouts again), so training keeps the plain call, and so does torch.compile
-(inductor picks layouts itself; with the trick traced, winograd + compile translated at 1.61x plain
-instead of 1.94x).
+(inductor picks layouts itself; with the trick traced, winograd + compile translated at 1.61x plain in
+a run where eager winograd gave 1.88x).
 
 The arithmetic is oneDNN's either way, in another loop order: results differ by fp32 rounding only.
 """
