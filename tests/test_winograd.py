@@ -186,6 +186,15 @@ def test_a_patchgans_wide_4x4_layer_switches_and_small_calls_stay_direct():
     assert not torch.equal(layer(small.repeat(2, 1, 1, 1))[:1], F.conv2d(small, layer.weight, layer.bias, padding=1))
 
 
+def test_an_unbatched_input_takes_the_direct_convolution():
+    """nn.Conv2d accepts (C, H, W); the switched layer must too (Winograd's tiles are batched)."""
+    for kernel in (3, 4):
+        layer = nn.Conv2d(128, 128, kernel, padding=1)
+        use_winograd(layer)
+        x = torch.randn(128, 12, 12)
+        assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1))
+
+
 def test_padded_layers_pad_with_zeros_as_the_direct_layer_does():
     layer = nn.Conv2d(128, 128, 3, padding=1)
     x = torch.randn(1, 128, 12, 12)

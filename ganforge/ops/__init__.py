@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import torch
 from torch import nn
 
 
@@ -28,7 +29,20 @@ def plain_conv(layer: nn.Module) -> bool:
     )
 
 
-def switch_class(module: nn.Module, eligible: Callable[[nn.Module], bool], cls: type[nn.Conv2d]) -> list[str]:
+def cpu_fp32(input: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a switched layer takes its CPU algorithm for this call: a 4-D (batched) fp32 input and
+    fp32 weights on the CPU, outside autocast. Elsewhere it calls torch's own convolution (CUDA and MPS
+    pick their own algorithms; in reduced precision Winograd's error grows)."""
+    return (
+        input.dim() == 4
+        and input.device.type == "cpu"
+        and input.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def switch_class(module: nn.Module, eligible: Callable[[nn.Module], bool], cls: type[nn.Module]) -> list[str]:
     """Give every eligible layer of ``module`` the class ``cls`` (same data, one method different, as
     torch's parametrize does); return their names."""
     names = []

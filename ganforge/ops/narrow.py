@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.ops import plain_conv, switch_class
+from ganforge.ops import cpu_fp32, plain_conv, switch_class
 
 MAX_OUT_CHANNELS = 4
 MIN_IN_CHANNELS = 32
@@ -33,7 +33,7 @@ class NarrowOutputConv2d(nn.Conv2d):
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if input.device.type != "cpu" or input.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+        if not cpu_fp32(input, weight):
             return super()._conv_forward(input, weight, bias)
         (kh, kw), (ph, pw) = self.kernel_size, self.padding  # type: ignore[misc]
         return F.conv_transpose2d(input, weight.flip(2, 3).transpose(0, 1), bias, padding=(kh - 1 - ph, kw - 1 - pw))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.ops import switch_class
+from ganforge.ops import cpu_fp32, switch_class
 
 
 class ChannelsLastConvTranspose2d(nn.ConvTranspose2d):
@@ -28,14 +28,8 @@ class ChannelsLastConvTranspose2d(nn.ConvTranspose2d):
     same parameters and state dict."""
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if (
-            torch.is_grad_enabled()
-            or torch.compiler.is_compiling()  # inductor chooses layouts itself
-            or input.dim() != 4
-            or input.device.type != "cpu"
-            or input.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu")
-        ):
+        # with autograd (training) it is slower; under torch.compile inductor chooses layouts itself
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or not cpu_fp32(input, self.weight):
             return super().forward(input, output_size)
         channels_last = input.contiguous(memory_format=torch.channels_last)
         return super().forward(channels_last, output_size).contiguous()

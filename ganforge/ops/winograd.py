@@ -37,7 +37,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.errors import GanforgeWarning
-from ganforge.ops import plain_conv, switch_class
+from ganforge.ops import cpu_fp32, plain_conv, switch_class
 
 # The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
 # output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.
@@ -206,16 +206,21 @@ def out_side(r: int) -> int:
     return TILE - r + 1
 
 
-def _fused(t: torch.Tensor, r: int = 3) -> bool:
-    """Whether the compiled transforms take ``t`` (fp32 on the CPU, and built); the filter transforms
-    are compiled for 3x3 and 4x4 filters, the tile transforms for r = 3 only. While torch.compile
+def _fused(t: torch.Tensor) -> bool:
+    """Whether the compiled transforms take ``t`` (fp32 on the CPU, and built). While torch.compile
     traces, only what is loaded already counts (building, warning and the environment stay outside
     the graph)."""
-    if t.dtype != torch.float32 or t.device.type != "cpu" or r != 3:
+    if t.dtype != torch.float32 or t.device.type != "cpu":
         return False
     if torch.compiler.is_compiling():
         return _kernel_state == "built"
     return compiled_kernels() is not None
+
+
+def _fused_tiles(t: torch.Tensor, r: int) -> bool:
+    """Whether the compiled tile transforms take ``t``: they exist for F(4x4, 3x3) only (the filter
+    transforms for both filter sides)."""
+    return r == 3 and _fused(t)
 
 
 def _transform(name: str, like: torch.Tensor, r: int = 3) -> torch.Tensor:
@@ -288,24 +293,24 @@ def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _input_tiles(x: torch.Tensor, r: int = 3, keep: bool = True) -> torch.Tensor:
-    """(N, C, m th + r - 1, m tw + r - 1) -> (36, C, N*th*tw) for output tiles of m = out_side(r): B^T d B
+    """(N, C, s th + r - 1, s tw + r - 1) -> (36, C, N*th*tw) for output tiles of s = out_side(r): B^T d B
     of every overlapping 6x6 tile; into a reused buffer unless ``keep`` (the tiles are saved for a
     backward pass).
 
-    One 6x6, stride-m convolution with 36 fixed filters per channel computes all tile transforms
+    One 6x6, stride-s convolution with 36 fixed filters per channel computes all tile transforms
     without first copying the overlapping tiles out.
     """
     n, c, hp, wp = x.shape
-    m = out_side(r)
-    tiles = (hp - r + 1) // m * ((wp - r + 1) // m)
-    if _fused(x, r):
+    s = out_side(r)
+    tiles = (hp - r + 1) // s * ((wp - r + 1) // s)
+    if _fused_tiles(x, r):
         out = None if keep else _scratch("tiles", (36, c, n * tiles), x)
         if out is None:
             return torch.ops.ganforge_winograd.input_tiles(x.contiguous())
         torch.ops.ganforge_winograd.input_tiles_into(x.contiguous(), out)
         return out
     kernel = _transform("BT", x, r).view(36, 1, TILE, TILE)
-    v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=m)  # (N*C, 36, th, tw)
+    v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=s)  # (N*C, 36, th, tw)
     if n == 1:
         return v.view(c, 36, tiles).transpose(0, 1)  # a strided view the batched matmul takes as is
     return v.view(n, c, 36, tiles).permute(2, 1, 0, 3).reshape(36, c, n * tiles)
@@ -321,7 +326,7 @@ def _output_tiles(m: torch.Tensor, n: int, th: int, tw: int, r: int = 3) -> torc
 
 def _grad_output_tiles(dy: torch.Tensor, r: int = 3) -> torch.Tensor:
     """Adjoint of :func:`_output_tiles`: (N, K, s th, s tw) -> (36, K, N*th*tw)."""
-    if _fused(dy, r):
+    if _fused_tiles(dy, r):
         return torch.ops.ganforge_winograd.output_tiles_backward(dy.contiguous())
     n, k, h, w = dy.shape
     s = out_side(r)
@@ -332,7 +337,7 @@ def _grad_output_tiles(dy: torch.Tensor, r: int = 3) -> torch.Tensor:
 
 def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int, r: int = 3) -> torch.Tensor:
     """Adjoint of :func:`_input_tiles`: (36, C, N*th*tw) -> (N, C, hp, wp), overlapping tiles summed."""
-    if _fused(dv, r):
+    if _fused_tiles(dv, r):
         return torch.ops.ganforge_winograd.input_tiles_backward(dv.contiguous(), n, hp, wp)
     c, s = dv.shape[1], out_side(r)
     tiles = (hp - r + 1) // s * ((wp - r + 1) // s)
@@ -357,7 +362,7 @@ def _forward(
     th, tw = (hp - r + 1) // s, (wp - r + 1) // s
     v = _input_tiles(x, r, keep)
     m = _product(u, v, "products")
-    if _fused(m, r):  # the bias is added in the same pass
+    if _fused_tiles(m, r):  # the bias is added in the same pass
         no_bias = m.new_empty(0)
         y = torch.ops.ganforge_winograd.output_tiles(m, no_bias if bias is None else bias.detach().contiguous(), n, th, tw)
         return y, v
@@ -500,19 +505,14 @@ class WinogradConv2d(nn.Conv2d):
         return self._transformed[1]
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if (
-            input.device.type != "cpu"
-            or input.dtype != torch.float32
-            or weight.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu")
-        ):
+        if not cpu_fp32(input, weight):
             return super()._conv_forward(input, weight, bias)
         ph, pw = self.padding  # type: ignore[misc]
         r = self.kernel_size[0]
         if r == 4:
             s = out_side(r)
-            h, w = input.shape[-2] + 2 * ph - r + 1, input.shape[-1] + 2 * pw - r + 1
-            if input.dim() != 4 or input.shape[0] * -(-h // s) * -(-w // s) < MIN_TILES_4X4:
+            h, w = input.shape[2] + 2 * ph - r + 1, input.shape[3] + 2 * pw - r + 1
+            if input.shape[0] * -(-h // s) * -(-w // s) < MIN_TILES_4X4:
                 return super()._conv_forward(input, weight, bias)
         if ph or pw:
             input = F.pad(input, (pw, pw, ph, ph))

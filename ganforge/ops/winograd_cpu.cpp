@@ -69,34 +69,27 @@ inline void apply_a(const In& g, Out&& m) {
   m(5, g(3));
 }
 
-// G (6x3): o_a = sum_r G[a][r] g_r.
-template <typename In, typename Out>
-inline void apply_g(const In& g, Out&& o) {
-  const float g0 = g(0), g1 = g(1), g2 = g(2);
-  o(0, g0 * 0.25f);
-  o(1, (g0 + g1 + g2) * (-1.f / 6.f));
-  o(2, (g0 - g1 + g2) * (-1.f / 6.f));
-  o(3, g0 * (1.f / 24.f) + g1 * (1.f / 12.f) + g2 * (1.f / 6.f));
-  o(4, g0 * (1.f / 24.f) - g1 * (1.f / 12.f) + g2 * (1.f / 6.f));
-  o(5, g2);
-}
-
-// G^T (3x6), the adjoint of apply_g: g_r = sum_a G[a][r] u_a.
-template <typename In, typename Out>
-inline void apply_gt(const In& u, Out&& g) {
-  const float u0 = u(0), u1 = u(1), u2 = u(2), u3 = u(3), u4 = u(4), u5 = u(5);
-  g(0, u0 * 0.25f - (u1 + u2) * (1.f / 6.f) + (u3 + u4) * (1.f / 24.f));
-  g(1, (u2 - u1) * (1.f / 6.f) + (u3 - u4) * (1.f / 12.f));
-  g(2, (u3 + u4 - u1 - u2) * (1.f / 6.f) + u5);
-}
-
-// The filter transform and its adjoint for each filter side, for the templates below.
+// The filter transform G and its adjoint G^T for each filter side, for the templates below.
+// F(4x4, 3x3): G (6x3), o_a = sum_r G[a][r] g_r; G^T (3x6), g_r = sum_a G[a][r] u_a.
 struct Filters3 {
   static constexpr int R = 3;
   template <typename In, typename Out>
-  static inline void g(const In& w, Out&& o) { apply_g(w, o); }
+  static inline void g(const In& w, Out&& o) {
+    const float g0 = w(0), g1 = w(1), g2 = w(2);
+    o(0, g0 * 0.25f);
+    o(1, (g0 + g1 + g2) * (-1.f / 6.f));
+    o(2, (g0 - g1 + g2) * (-1.f / 6.f));
+    o(3, g0 * (1.f / 24.f) + g1 * (1.f / 12.f) + g2 * (1.f / 6.f));
+    o(4, g0 * (1.f / 24.f) - g1 * (1.f / 12.f) + g2 * (1.f / 6.f));
+    o(5, g2);
+  }
   template <typename In, typename Out>
-  static inline void gt(const In& u, Out&& w) { apply_gt(u, w); }
+  static inline void gt(const In& u, Out&& w) {
+    const float u0 = u(0), u1 = u(1), u2 = u(2), u3 = u(3), u4 = u(4), u5 = u(5);
+    w(0, u0 * 0.25f - (u1 + u2) * (1.f / 6.f) + (u3 + u4) * (1.f / 24.f));
+    w(1, (u2 - u1) * (1.f / 6.f) + (u3 - u4) * (1.f / 12.f));
+    w(2, (u3 + u4 - u1 - u2) * (1.f / 6.f) + u5);
+  }
 };
 
 // F(3x3, 4x4) at the same points: G (6x4) and G^T.
