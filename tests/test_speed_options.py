@@ -132,8 +132,8 @@ def test_winograd_on_a_model_without_wide_layers_is_one_warning_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         (
             "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
-            "one with 128 or more channels; those stay direct (2 few-output-channel layer(s) take the "
-            "transposed form)"  # the two PatchGANs' 1-channel output layers
+            "one with 128 or more channels; those stay direct (2 layer(s) with few channels on one side take "
+            "compiled loops)"  # the two PatchGANs' 1-channel output layers
         )
     ]
 

@@ -197,8 +197,8 @@ def translate(
         switched = use_cpu_algorithms(generator.module)
         where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"
         generator.notes.append(
-            f"--winograd: {len(switched.winograd)} convolution(s) switched to Winograd, {len(switched.transposed)} "
-            f"with few output channels to the transposed form, {len(switched.upsampling)} transposed one(s) to "
+            f"--winograd: {len(switched.winograd)} convolution(s) switched to Winograd, {len(switched.narrow)} "
+            f"with few channels on one side to compiled loops, {len(switched.upsampling)} transposed one(s) to "
             f"channels_last input{where}"
         )
     for note in generator.notes:

@@ -57,9 +57,9 @@ class Runtime:
 
             per_net = [use_cpu_algorithms(net) for net in networks.values()]
             switched = [name for s in per_net for name in s.winograd]
-            narrow = [name for s in per_net for name in s.transposed]
+            narrow = [name for s in per_net for name in s.narrow]
             if not switched:
-                also = f" ({len(narrow)} few-output-channel layer(s) take the transposed form)" if narrow else ""
+                also = f" ({len(narrow)} layer(s) with few channels on one side take compiled loops)" if narrow else ""
                 warnings.warn(
                     "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
                     f"one with 128 or more channels; those stay direct{also}",

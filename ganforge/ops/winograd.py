@@ -93,12 +93,14 @@ _cache: dict[tuple[str, int, torch.device, torch.dtype], torch.Tensor] = {}
 _thread = threading.local()  # see _scratch
 
 KERNEL_SOURCE = Path(__file__).with_name("winograd_cpu.cpp")
+NARROW_SOURCE = Path(__file__).with_name("narrow_cpu.cpp")  # narrow.py's loops, built into the same library
 KERNEL_NAME = "ganforge_winograd_cpu"  # + a machine key: ~/.cache/torch_extensions/<python>_cpu/<name>_<key>
 _kernel_state = "untried"  # then "built" (torch.ops.ganforge_winograd exists) or "failed"
 
 
 def compiled_kernels():
-    """The fused fp32 CPU transforms as ``torch.ops.ganforge_winograd`` ops, built on first use; ``None``
+    """The fused fp32 CPU transforms as ``torch.ops.ganforge_winograd`` ops (and narrow.py's loops as
+    ``torch.ops.ganforge_narrow``), built on first use; ``None``
     where they cannot be built (one warning says why) or ``GANFORGE_WINOGRAD_KERNELS=torch`` asks for
     the torch-operator path. :func:`use_winograd` calls it, so the build happens when layers switch,
     before any ``torch.compile`` traces them."""
@@ -141,17 +143,17 @@ def _machine_key() -> str:
 
 
 def _build_kernels() -> None:
-    from torch.utils import cpp_extension
-
-    logging.getLogger("ganforge").info("building the Winograd CPU transforms (once per machine, ~15 s)")
-    # cpp_extension logs that no CUDA was found when imported on a CPU-only machine: not news here
+    logging.getLogger("ganforge").info("building the compiled CPU kernels (once per machine, ~15-30 s)")
+    # cpp_extension logs, when first imported on a CPU-only machine, that no CUDA was found: not news here
     quiet = logging.getLogger("torch.utils.cpp_extension")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
+        from torch.utils import cpp_extension
+
         cpp_extension.load(
             name=f"{KERNEL_NAME}_{_machine_key()}",
-            sources=[str(KERNEL_SOURCE)],
+            sources=[str(KERNEL_SOURCE), str(NARROW_SOURCE)],
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
@@ -199,6 +201,11 @@ def _register_fakes() -> None:
     @fake("ganforge_winograd::weight_transform_backward")
     def _(du, r):
         return du.new_empty(du.shape[1], du.shape[2], r, r)
+
+    @fake("ganforge_narrow::conv")
+    def _(x, w, bias, ph, pw):
+        n, _, h, width = x.shape
+        return x.new_empty(n, w.shape[0], h + 2 * ph - w.shape[2] + 1, width + 2 * pw - w.shape[3] + 1)
 
 
 def out_side(r: int) -> int:
