@@ -62,6 +62,11 @@ CUDA_OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"batch_calls": True},
         {"adam": "fused", "precision": "bf16", "channels_last": True, "compile": True},
     ),
+    (
+        "+ bf16 + channels_last + compile + CUDA graphs",
+        {"batch_calls": True},
+        {"adam": "fused", "precision": "bf16", "channels_last": True, "compile": True, "cuda_graphs": True},
+    ),
 ]
 
 #: The fastest options validated on a CPU without fast bf16, used for the per-size table.
@@ -160,6 +165,7 @@ def build_training(size: int, blocks: int, model_params: dict[str, Any], setting
         channels_last=settings.get("channels_last", False),
         compile=settings.get("compile", False),
         conv_algorithm=settings.get("conv_algorithm", "direct"),
+        cuda_graphs=settings.get("cuda_graphs", False),
     )
     model = runtime.prepare_model(model, model.networks())
     adam_spec = {"type": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "implementation": settings.get("adam", "auto")}
@@ -187,6 +193,7 @@ def training_worker(config: dict[str, Any]) -> None:
 
     def step(counter: FlopCounterMode | None = None) -> dict[str, float]:
         nonlocal count
+        runtime.step_begin()
         with runtime.autocast():
             if counter is None:
                 out = model.train_step(batches[count % len(batches)], optimizers)

@@ -43,16 +43,23 @@ class TrainSection(_Section):
     )
     channels_last: bool = Field(False, description="Keep images and weights in channels-last memory format.")
     compile: bool = Field(False, description="torch.compile the model's networks.")
+    cuda_graphs: bool = Field(
+        False,
+        description=(
+            "Replay the compiled networks as CUDA graphs (torch.compile mode 'reduce-overhead': one launch "
+            "per graph instead of one per kernel; training drops incomplete batches, so shapes stay the "
+            "same). Needs compile = true; CUDA only (elsewhere the networks are compiled without them)."
+        ),
+    )
     conv_algorithm: Literal["direct", "winograd"] = Field(
         "direct",
         description=(
             "direct (torch's own convolutions) or winograd: 3x3 stride-1 convolutions with 128+ channels "
             "computed by Winograd F(4x4, 3x3) on the CPU in fp32 (a quarter of the multiplications; "
             "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use), "
-            "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, convolutions from 32+ to at most "
-            "4 channels (a generator's last layer) computed as transposed convolutions, which oneDNN runs "
-            "faster on a CPU, and transposed convolutions from channels_last input when no gradient is "
-            "recorded."
+            "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, stride-1 convolutions between at "
+            "most 4 channels and 32+ (a generator's first and last layers) by compiled loops that block over "
+            "pixels, and transposed convolutions from channels_last input when no gradient is recorded."
         ),
     )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")
@@ -73,6 +80,12 @@ class TrainSection(_Section):
         if not _DEVICE.match(value):
             raise ValueError(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
         return value
+
+    @model_validator(mode="after")
+    def _check_cuda_graphs(self) -> TrainSection:
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("cuda_graphs = true needs compile = true (the graphs replay torch.compile's kernels)")
+        return self
 
 
 class OutputSection(_Section):

@@ -39,6 +39,15 @@ def test_out_of_range_value_names_its_path():
     )
 
 
+def test_cuda_graphs_need_compile():
+    (line,) = errors_of(QUICKSTART, "train.cuda_graphs=true")
+    assert line == (
+        f"{QUICKSTART}: train: Value error, cuda_graphs = true needs compile = true (the graphs replay "
+        "torch.compile's kernels)"
+    )
+    assert load_recipe(QUICKSTART, ["train.cuda_graphs=true", "train.compile=true"]).recipe.train.cuda_graphs
+
+
 def test_unknown_type_lists_known_names_with_did_you_mean():
     (line,) = errors_of(QUICKSTART, 'model.generator.type="resnt"')
     assert "model.generator.type: unknown generator 'resnt' (did you mean 'resnet'?)" in line

@@ -138,11 +138,24 @@ def test_winograd_on_a_model_without_wide_layers_is_one_warning_line(tmp_path):
     ]
 
 
+def test_cuda_graphs_off_cuda_compile_without_them_and_say_so():
+    from ganforge.errors import GanforgeWarning
+
+    net = REGISTRIES.resolve("generator", {"type": "resnet", "ngf": 8, "n_blocks": 1}, "g").build()
+    runtime = Runtime(torch.device("cpu"), compile=True, cuda_graphs=True)
+    with pytest.warns(GanforgeWarning, match=r"^train.cuda_graphs: CUDA graphs need a CUDA device \(this run is on "
+                      r"cpu\); the networks are compiled without them$"):
+        runtime.prepare_model(net, {"G": net})
+    assert net._compiled_call_impl is not None  # compiled all the same
+    runtime.step_begin()  # nothing to mark off CUDA
+
+
 def test_speed_options_may_change_when_a_run_resumes():
     from ganforge.engine.resume import recipe_differences
 
     saved = {"train": {"compile": False, "conv_algorithm": "direct", "channels_last": False, "batch_size": 1}}
-    now = {"train": {"compile": True, "conv_algorithm": "winograd", "channels_last": True, "batch_size": 1}}
+    now = {"train": {"compile": True, "conv_algorithm": "winograd", "channels_last": True, "batch_size": 1,
+                     "cuda_graphs": True}}
     assert recipe_differences(saved, now) == []
     assert recipe_differences(saved, {"train": {**now["train"], "batch_size": 2}}) == [
         "train.batch_size: checkpoint 1, recipe 2"

@@ -22,6 +22,7 @@ MAY_CHANGE_ON_RESUME = (
     "train.precision",
     "train.channels_last",
     "train.compile",
+    "train.cuda_graphs",
     "train.conv_algorithm",
     "train.cudnn_benchmark",
     "train.num_workers",

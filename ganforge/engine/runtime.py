@@ -25,6 +25,7 @@ class Runtime:
     channels_last: bool = False
     compile: bool = False
     conv_algorithm: str = "direct"
+    cuda_graphs: bool = False  # with compile, on CUDA: torch.compile's 'reduce-overhead' mode
     rank: int = 0
     world_size: int = 1
 
@@ -67,9 +68,24 @@ class Runtime:
                     stacklevel=2,
                 )
         if self.compile:
+            graphs = self.cuda_graphs and self.device.type == "cuda"
+            if self.cuda_graphs and not graphs:
+                warnings.warn(
+                    f"train.cuda_graphs: CUDA graphs need a CUDA device (this run is on {self.device}); "
+                    "the networks are compiled without them",
+                    GanforgeWarning,
+                    stacklevel=2,
+                )
             for net in networks.values():
-                net.compile()  # in place: state_dict keys stay as they are
+                # in place: state_dict keys stay as they are
+                net.compile(mode="reduce-overhead" if graphs else None)
         return model
+
+    def step_begin(self) -> None:
+        """Call before each training step: with CUDA graphs, it tells torch that the previous step's
+        graph outputs are no longer read, so their memory is reused instead of kept."""
+        if self.compile and self.cuda_graphs and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
 
     def prepare_batch(self, batch: Any) -> Any:
         if isinstance(batch, torch.Tensor):
@@ -118,4 +134,5 @@ def make_runtime(train: Any) -> Runtime:
         channels_last=train.channels_last,
         compile=train.compile,
         conv_algorithm=train.conv_algorithm,
+        cuda_graphs=train.cuda_graphs,
     )

@@ -163,6 +163,7 @@ class Trainer:
                     except GanforgeError as exc:
                         raise _unwrap_worker_error(exc) from None
                     batch = self.runtime.prepare_batch(batch)
+                    self.runtime.step_begin()
                     with self.runtime.autocast():
                         losses = self.model.train_step(batch, optimizers)
                     optimizers.end_step()
