@@ -62,3 +62,20 @@ def test_use_cpu_algorithms_switches_a_generators_upsampling_layers():
         features = torch.randn(1, layer.in_channels, 8, 8)
         plain = F.conv_transpose2d(features, layer.weight, layer.bias, 2, 1, 1)
         assert torch.equal(layer(features), plain)  # under autocast the plain call, in its precision
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 37, 41), (3, 20, 16, 16), (2, 1, 5, 7), (1, 3, 1, 1)])
+def test_the_compiled_layout_copy_gives_torchs_nchw_tensor(shape):
+    import os
+
+    from ganforge.ops.upsampling import _to_nchw
+    from ganforge.ops.winograd import compiled_kernels
+
+    if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch" or compiled_kernels() is None:
+        pytest.skip("the compiled CPU kernels are not built here")
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    result = torch.ops.ganforge_layout.to_nchw(x)
+    assert result.is_contiguous() and torch.equal(result, x)
+    assert _to_nchw(x).is_contiguous() and torch.equal(_to_nchw(x), x)
+    nchw = torch.randn(shape)
+    assert _to_nchw(nchw) is nchw  # already NCHW: no copy
