@@ -129,9 +129,9 @@ def translate(
         bool,
         typer.Option(
             help=(
-                "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3), 1.5-1.9x faster "
-                "for the paper's generator at 256 px (measured on 2 cores); equal to fp32 rounding "
-                "(see docs/performance.md)."
+                "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3) and the 7x7 layers "
+                "by compiled loops, 1.8-2.1x faster for the paper's generator at 256 px (measured on 2 "
+                "cores); equal to fp32 rounding (see docs/performance.md)."
             )
         ),
     ] = False,

@@ -10,7 +10,8 @@ instead of 16. The results equal the direct convolution up to fp32 rounding (rel
 1e-5, see ``tests/test_winograd.py``).
 
 In fp32 on the CPU the transforms of F(4x4, 3x3) run as fused loops (``winograd_cpu.cpp``), compiled
-for this machine on first use (about 15 s, then cached by torch in ``~/.cache/torch_extensions``).
+for this machine on first use (about 30 s with the other CPU kernels, then cached by torch in
+``~/.cache/torch_extensions``).
 Where that cannot be built (no C++ compiler) or ``GANFORGE_WINOGRAD_KERNELS=torch`` is set, the same
 transforms run as torch operators: equal results, about a third of a training step slower. F(3x3, 4x4)
 has compiled filter transforms only; its tile transforms are torch operators, cheap at the 16x16 to
@@ -145,7 +146,7 @@ def _machine_key() -> str:
 
 
 def _build_kernels() -> None:
-    logging.getLogger("ganforge").info("building the compiled CPU kernels (once per machine, ~15-30 s)")
+    logging.getLogger("ganforge").info("building the compiled CPU kernels (once per machine, ~30 s)")
     # cpp_extension logs, when first imported on a CPU-only machine, that no CUDA was found: not news here
     quiet = logging.getLogger("torch.utils.cpp_extension")
     level = quiet.level
