@@ -8,10 +8,10 @@ project's 2-core CPU (24 ms of a 256 px / 9-block translation's 610 ms for the l
 directly, and one explicit copy to NCHW costs less: that layer took 33-40 ms instead of 67-81 ms
 (two runs). That copy is the compiled loop of ``layout_cpu.cpp`` where it is built (with the Winograd
 transforms): 3.5-4.5 ms instead of torch's 16-22 ms for the 64 x 256 x 256 result; translation A/B in
-turns 1.85x -> 2.03x and 2.03x -> 2.14x plain. With autograd recording, the same trick makes forward + backward slower (0.5-0.9x, the
-backward pass converts layouts again), so training keeps the plain call, and so does torch.compile
-(inductor picks layouts itself; with the trick traced, winograd + compile translated at 1.61x plain in
-a run where eager winograd gave 1.88x).
+turns 1.85x -> 2.03x and 2.03x -> 2.14x plain. With autograd recording, the same trick makes forward
++ backward slower (0.5-0.9x, the backward pass converts layouts again), so training keeps the plain
+call, and so does torch.compile (inductor picks layouts itself; with the trick traced, winograd +
+compile translated at 1.61x plain in a run where eager winograd gave 1.88x).
 
 The arithmetic is oneDNN's either way, in another loop order: results differ by fp32 rounding only.
 """

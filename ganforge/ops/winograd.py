@@ -103,9 +103,8 @@ _kernel_state = "untried"  # then "built" (torch.ops.ganforge_winograd exists) o
 def compiled_kernels():
     """The fused fp32 CPU transforms as ``torch.ops.ganforge_winograd`` ops (and narrow.py's loops as
     ``torch.ops.ganforge_narrow``, upsampling.py's layout copy as ``torch.ops.ganforge_layout``), built
-    on first use; ``None``
-    where they cannot be built (one warning says why) or ``GANFORGE_WINOGRAD_KERNELS=torch`` asks for
-    the torch-operator path. :func:`use_winograd` calls it, so the build happens when layers switch,
+    on first use; ``None`` where they cannot be built (one warning says why) or
+    ``GANFORGE_WINOGRAD_KERNELS=torch`` asks for the torch-operator path. :func:`use_winograd` calls it, so the build happens when layers switch,
     before any ``torch.compile`` traces them."""
     global _kernel_state
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS", "compiled") == "torch":
