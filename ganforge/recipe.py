@@ -59,7 +59,8 @@ class TrainSection(_Section):
             "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use), "
             "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, stride-1 convolutions between at "
             "most 4 channels and 32+ (a generator's first and last layers) by compiled loops that block over "
-            "pixels, and transposed convolutions from channels_last input when no gradient is recorded."
+            "pixels, instance norms without affine parameters by compiled loops, and transposed convolutions "
+            "from channels_last input when no gradient is recorded."
         ),
     )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")

@@ -383,6 +383,7 @@ def test_winograd_option_translates_to_the_same_pixels(tmp_path, capsys) -> None
         pixels.append(np.asarray(Image.open(tmp_path / flag / "a.png"), dtype=np.int64))
     assert (
         "note: --winograd: 2 convolution(s) switched to Winograd, 2 with few channels on one side to "
-        "compiled loops, 2 transposed one(s) to channels_last input" in err
+        "compiled loops, 2 transposed one(s) to channels_last input, 7 instance norm(s) to compiled "
+        "loops" in err
     )
     assert np.abs(pixels[0] - pixels[1]).max() <= 1  # fp32 rounding at most flips a grey level

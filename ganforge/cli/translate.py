@@ -129,9 +129,9 @@ def translate(
         bool,
         typer.Option(
             help=(
-                "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3) and the 7x7 layers "
-                "by compiled loops, 1.8-2.1x faster for the paper's generator at 256 px (measured on 2 "
-                "cores); equal to fp32 rounding (see docs/performance.md)."
+                "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3), the 7x7 layers and "
+                "the instance norms by compiled loops, 1.8-2.1x faster for the paper's generator at 256 px "
+                "(measured on 2 cores); equal to fp32 rounding (see docs/performance.md)."
             )
         ),
     ] = False,
@@ -199,7 +199,7 @@ def translate(
         generator.notes.append(
             f"--winograd: {len(switched.winograd)} convolution(s) switched to Winograd, {len(switched.narrow)} "
             f"with few channels on one side to compiled loops, {len(switched.upsampling)} transposed one(s) to "
-            f"channels_last input{where}"
+            f"channels_last input, {len(switched.norm)} instance norm(s) to compiled loops{where}"
         )
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")

@@ -2,9 +2,9 @@
 
 :func:`use_cpu_algorithms` is what ``train.conv_algorithm = "winograd"`` and ``ganforge translate
 --winograd`` switch on: Winograd F(4x4, 3x3) for wide 3x3 layers and F(3x3, 4x4) for wide 4x4 ones
-(winograd.py), compiled loops for convolutions with few channels on one side (narrow.py), and channels_last
-input for transposed convolutions when no gradient is recorded (upsampling.py). All fall back to
-torch's own convolutions off the CPU, outside fp32 and under autocast.
+(winograd.py), compiled loops for convolutions with few channels on one side (narrow.py), channels_last
+input for transposed convolutions when no gradient is recorded (upsampling.py), and compiled instance
+norms (norm.py). All fall back to torch's own operators off the CPU, outside fp32 and under autocast.
 """
 
 from __future__ import annotations
@@ -57,12 +57,17 @@ class Switched(NamedTuple):
     winograd: list[str]  # names of the layers now computed by Winograd
     narrow: list[str]  # names of the layers with few channels on one side now computed by narrow.py
     upsampling: list[str]  # names of the transposed convolutions that take channels_last input without autograd
+    norm: list[str]  # names of the instance norms now computed by norm.py
 
 
 def use_cpu_algorithms(module: nn.Module) -> Switched:
-    """Switch every eligible convolution of ``module`` in place (classes only, not parameters)."""
+    """Switch every eligible convolution and instance norm of ``module`` in place (classes only, not
+    parameters)."""
     from ganforge.ops.narrow import use_narrow_kernels
+    from ganforge.ops.norm import use_compiled_instance_norm
     from ganforge.ops.upsampling import use_channels_last_input
     from ganforge.ops.winograd import use_winograd
 
-    return Switched(use_winograd(module), use_narrow_kernels(module), use_channels_last_input(module))
+    return Switched(
+        use_winograd(module), use_narrow_kernels(module), use_channels_last_input(module), use_compiled_instance_norm(module)
+    )

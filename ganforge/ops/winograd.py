@@ -96,14 +96,15 @@ _thread = threading.local()  # see _scratch
 KERNEL_SOURCE = Path(__file__).with_name("winograd_cpu.cpp")
 NARROW_SOURCE = Path(__file__).with_name("narrow_cpu.cpp")  # narrow.py's loops, built into the same library
 LAYOUT_SOURCE = Path(__file__).with_name("layout_cpu.cpp")  # upsampling.py's layout copy, likewise
+NORM_SOURCE = Path(__file__).with_name("norm_cpu.cpp")  # norm.py's instance norm, likewise
 KERNEL_NAME = "ganforge_winograd_cpu"  # + a machine key: ~/.cache/torch_extensions/<python>_cpu/<name>_<key>
 _kernel_state = "untried"  # then "built" (torch.ops.ganforge_winograd exists) or "failed"
 
 
 def compiled_kernels():
     """The fused fp32 CPU transforms as ``torch.ops.ganforge_winograd`` ops (and narrow.py's loops as
-    ``torch.ops.ganforge_narrow``, upsampling.py's layout copy as ``torch.ops.ganforge_layout``), built
-    on first use; ``None`` where they cannot be built (one warning says why) or
+    ``torch.ops.ganforge_narrow``, upsampling.py's layout copy as ``torch.ops.ganforge_layout``, norm.py's
+    instance norm as ``torch.ops.ganforge_norm``), built on first use; ``None`` where they cannot be built (one warning says why) or
     ``GANFORGE_WINOGRAD_KERNELS=torch`` asks for the torch-operator path. :func:`use_winograd` calls it, so the build happens when layers switch,
     before any ``torch.compile`` traces them."""
     global _kernel_state
@@ -155,7 +156,7 @@ def _build_kernels() -> None:
 
         cpp_extension.load(
             name=f"{KERNEL_NAME}_{_machine_key()}",
-            sources=[str(KERNEL_SOURCE), str(NARROW_SOURCE), str(LAYOUT_SOURCE)],
+            sources=[str(KERNEL_SOURCE), str(NARROW_SOURCE), str(LAYOUT_SOURCE), str(NORM_SOURCE)],
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
