@@ -130,7 +130,7 @@ def translate(
         typer.Option(
             help=(
                 "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3), the 7x7 layers and "
-                "the instance norms by compiled loops, 1.8-2.1x faster for the paper's generator at 256 px "
+                "the instance norms by compiled loops, 1.9-2.3x faster for the paper's generator at 256 px "
                 "(measured on 2 cores); equal to fp32 rounding (see docs/performance.md)."
             )
         ),
