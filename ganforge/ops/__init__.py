@@ -69,5 +69,8 @@ def use_cpu_algorithms(module: nn.Module) -> Switched:
     from ganforge.ops.winograd import use_winograd
 
     return Switched(
-        use_winograd(module), use_narrow_kernels(module), use_channels_last_input(module), use_compiled_instance_norm(module)
+        use_winograd(module),
+        use_narrow_kernels(module),
+        use_channels_last_input(module),
+        use_compiled_instance_norm(module),
     )
