@@ -30,15 +30,10 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.ops import cpu_fp32, plain_conv, switch_class
+from ganforge.ops.winograd import compiled_for, compiled_kernels
 
 FEW_CHANNELS = 4  # at most this many channels on the narrow side
 MIN_WIDE_CHANNELS = 32  # and at least this many on the other
-
-
-def _kernels_take(t: torch.Tensor) -> bool:
-    from ganforge.ops.winograd import _fused
-
-    return _fused(t)  # built together with the Winograd transforms
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]) -> torch.Tensor:
@@ -67,13 +62,14 @@ class _NarrowConv(torch.autograd.Function):
         (ph, pw), (k, _, r, s) = ctx.padding, weight.shape
         full = [r - 1 - ph, s - 1 - pw]  # the padding of the transposed form
         dy = dy.contiguous()
+        flipped = _flipped(weight)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = _conv(dy, _flipped(weight), None, (full[0], full[1]))
+            dx = _conv(dy, flipped, None, tuple(full))
         if ctx.needs_input_grad[1]:
             backward = torch.ops.aten.convolution_backward
             if k <= FEW_CHANNELS:  # oneDNN takes this shape's filter gradient 2.3x faster in the transposed form
-                grad = backward(dy, x, _flipped(weight), None, [1, 1], full, [1, 1], True, [0, 0], 1, [False, True, False])[1]
+                grad = backward(dy, x, flipped, None, [1, 1], full, [1, 1], True, [0, 0], 1, [False, True, False])[1]
                 dw = grad.transpose(0, 1).flip(2, 3)
             else:
                 dw = backward(dy, x, weight, None, [1, 1], [ph, pw], [1, 1], False, [0, 0], 1, [False, True, False])[1]
@@ -92,7 +88,7 @@ class NarrowConv2d(nn.Conv2d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if not cpu_fp32(input, weight):
             return super()._conv_forward(input, weight, bias)
-        if _kernels_take(input):
+        if compiled_for(input):  # built together with the Winograd transforms
             return _NarrowConv.apply(input, weight, bias, self.padding)
         if self.out_channels <= FEW_CHANNELS:
             (kh, kw), (ph, pw) = self.kernel_size, self.padding  # type: ignore[misc]
@@ -118,7 +114,5 @@ def use_narrow_kernels(module: nn.Module) -> list[str]:
     """Compute the eligible convolutions of ``module`` by :class:`NarrowConv2d`; return their names."""
     names = switch_class(module, eligible, NarrowConv2d)
     if names:
-        from ganforge.ops.winograd import compiled_kernels
-
         compiled_kernels()  # build (or find) them now, not inside the first step or a compile
     return names

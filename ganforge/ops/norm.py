@@ -18,6 +18,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.ops import cpu_fp32, switch_class
+from ganforge.ops.winograd import compiled_for, compiled_kernels
 
 
 class _InstanceNorm(torch.autograd.Function):
@@ -40,9 +41,7 @@ class CompiledInstanceNorm2d(nn.InstanceNorm2d):
     loops on the CPU in fp32. Made by :func:`use_compiled_instance_norm`: same (empty) state dict."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        from ganforge.ops.winograd import _fused
-
-        if torch.compiler.is_compiling() or not cpu_fp32(input, input) or not _fused(input):
+        if torch.compiler.is_compiling() or not cpu_fp32(input, input) or not compiled_for(input):
             return super().forward(input)
         return _InstanceNorm.apply(input, self.eps)
 
@@ -56,7 +55,5 @@ def use_compiled_instance_norm(module: nn.Module) -> list[str]:
     """Switch the eligible instance norms of ``module``; return their names."""
     names = switch_class(module, eligible, CompiledInstanceNorm2d)
     if names:
-        from ganforge.ops.winograd import compiled_kernels
-
         compiled_kernels()  # build (or find) them now, not inside the first step
     return names

@@ -220,10 +220,10 @@ def out_side(r: int) -> int:
     return TILE - r + 1
 
 
-def _fused(t: torch.Tensor) -> bool:
-    """Whether the compiled transforms take ``t`` (fp32 on the CPU, and built). While torch.compile
-    traces, only what is loaded already counts (building, warning and the environment stay outside
-    the graph)."""
+def compiled_for(t: torch.Tensor) -> bool:
+    """Whether the compiled kernels take ``t`` (fp32 on the CPU, and built): the Winograd transforms
+    here, and narrow.py's, upsampling.py's and norm.py's loops. While torch.compile traces, only what
+    is loaded already counts (building, warning and the environment stay outside the graph)."""
     if t.dtype != torch.float32 or t.device.type != "cpu":
         return False
     if torch.compiler.is_compiling():
@@ -234,7 +234,7 @@ def _fused(t: torch.Tensor) -> bool:
 def _fused_tiles(t: torch.Tensor, r: int) -> bool:
     """Whether the compiled tile transforms take ``t``: they exist for F(4x4, 3x3) only (the filter
     transforms for both filter sides)."""
-    return r == 3 and _fused(t)
+    return r == 3 and compiled_for(t)
 
 
 def _transform(name: str, like: torch.Tensor, r: int = 3) -> torch.Tensor:
@@ -253,7 +253,7 @@ def _transform(name: str, like: torch.Tensor, r: int = 3) -> torch.Tensor:
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     """(K, C, r, r) filters -> (36, K, C): G g G^T for each filter, one matrix per tile position."""
     k, c, r = weight.shape[:3]
-    if _fused(weight):
+    if compiled_for(weight):
         return torch.ops.ganforge_winograd.weight_transform(weight.contiguous())
     return torch.matmul(_transform("G", weight, r), weight.reshape(k * c, r * r).t()).view(36, k, c)
 
@@ -299,7 +299,7 @@ def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
     out = _scratch("filters", (36, k, c), weight)
     if out is None:
         return transform_weight(weight)
-    if _fused(weight):
+    if compiled_for(weight):
         torch.ops.ganforge_winograd.weight_transform_into(weight.contiguous(), out)
     else:
         torch.matmul(_transform("G", weight, r), weight.reshape(k * c, r * r).t(), out=out.view(36, k * c))
@@ -447,7 +447,7 @@ class _Winograd(torch.autograd.Function):
         if need_x:
             dx = dx_parts[0] if len(dx_parts) == 1 else torch.cat(dx_parts)
         if need_w:
-            if _fused(du):
+            if compiled_for(du):
                 dw = torch.ops.ganforge_winograd.weight_transform_backward(du, r)
             else:
                 dw = torch.matmul(_transform("G", du, r).t(), du.reshape(36, k * c)).t().reshape(k, c, r, r)
