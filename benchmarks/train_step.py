@@ -3,7 +3,7 @@
     python benchmarks/train_step.py              # 64/128/256 px x 6/9 blocks: plain eager fp32 vs fastest
     python benchmarks/train_step.py --compare    # every speed option side by side, 128 px / 6 blocks
     python benchmarks/train_step.py --inference  # translation images/s, 256 px / 9 blocks
-    python benchmarks/train_step.py --compare --device cuda --size 256 --blocks 9   # the GPU check
+    python benchmarks/train_step.py --compare --device cuda --size 256 --blocks 9   # the GPU check (benchmarks/gpu_check.sh)
 
 Every configuration lives in its own worker process (so its memory is its own). After each worker has
 built its model and taken its warm-up step (where torch.compile compiles), the workers take their timed
@@ -109,6 +109,7 @@ def matmul_peak(dtype_name: str, seconds: float = 2.0, device: str = "cpu") -> f
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    timed(*(torch.ones(64, 64, dtype=dtype, device=device) for _ in range(2)))  # library start-up, not arithmetic
     n = 128
     while True:
         a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
@@ -280,7 +281,7 @@ def reply(message: dict[str, Any]) -> None:
 class Worker:
     alive: ClassVar[list[subprocess.Popen]] = []
 
-    def __init__(self, kind: str, config: dict[str, Any]) -> None:
+    def __init__(self, kind: str, config: dict[str, Any], wait: bool = True) -> None:
         extra_env = config.get("settings", config.get("mode", {})).get("env", {})
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", kind, json.dumps(config)],
@@ -291,7 +292,11 @@ class Worker:
         )
         Worker.alive.append(self.process)
         self.times: list[float] = []
-        self.warmup = self.read()
+        self.warmup = self.read() if wait else {}
+
+    def wait_warmup(self) -> None:
+        if not self.warmup:
+            self.warmup = self.read()
 
     def read(self) -> dict[str, Any]:
         line = self.process.stdout.readline()  # type: ignore[union-attr]
@@ -353,6 +358,8 @@ def chosen_by(args: argparse.Namespace, name: str, first: bool) -> bool:
 
 
 def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> None:
+    import torch
+
     workers: list[tuple[str, Worker]] = []
     chosen = []
     skipped = []
@@ -366,12 +373,16 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
             continue
         print(f"warming up: {name}", flush=True)
         config = {"size": args.size, "blocks": args.blocks, "model_params": model_params, "settings": settings}
-        workers.append((name, Worker("train", config)))
+        # on a GPU the warm-ups (compilation, cudnn's search) run side by side on the host's cores
+        workers.append((name, Worker("train", config, wait=not cuda)))
         chosen.append((name, model_params, settings))
+    for _, worker in workers:
+        worker.wait_warmup()
     print(f"timing {args.steps} rounds ...", flush=True)
     in_turns([w for _, w in workers], args.steps)
     results = [(name, w.finish()) for name, w in workers]
     fp32_peak = max(fp32_peak, matmul_peak("float32", device=args.device))
+    bf16_peak = max(bf16_peak, matmul_peak("bfloat16", device=args.device))
     base = results[0][1]
     by_algorithm = {s.get("conv_algorithm", "direct"): r["flops"] for (_, _, s), (_, r) in zip(chosen, results) if r["flops"]}
     rows = []
@@ -380,17 +391,24 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
         # compiled: the arithmetic of the same configuration in eager mode
         flops = r["flops"] or by_algorithm.get(settings.get("conv_algorithm", "direct"), base["flops"])
         gflops = flops / 1e9 / (r["ms"] / 1000)
+        peak = fp32_peak if settings.get("precision", "fp32") == "fp32" else bf16_peak  # fp16 runs at bf16's rate
         rows.append([
             name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x",
-            f"{r['flops'] / 1e9:.0f}" if r["flops"] else "(eager's)", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
+            f"{r['flops'] / 1e9:.0f}" if r["flops"] else "(eager's)", f"{gflops:.0f}", f"{gflops / peak:.0%}",
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}", f"{r['warmup_rss_mb']:.0f}",
             f"{first:.1e}", f"{overall:.1e}",
         ])
     memory = "device memory peak MB" if cuda else "step RSS MB"
     print(f"training step on {args.device}, {args.size} px, {args.blocks} blocks, batch 1, {base['threads']} threads; "
-          f"median of {args.steps} steps taken in turns; fp32 peak {fp32_peak:.1f} GFLOP/s (best of before and after)")
-    table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of fp32 peak", memory,
+          f"median of {args.steps} steps taken in turns; matmul peak fp32 {fp32_peak:.1f}, bf16 {bf16_peak:.1f} GFLOP/s "
+          "(best of before and after)")
+    if cuda and torch.backends.cudnn.allow_tf32:
+        print("fp32 convolutions run as TF32 on tensor cores (torch.backends.cudnn.allow_tf32, torch's default), "
+              "so the fp32 rows can pass the fp32 matmul peak")
+    table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of its peak", memory,
                  "RSS ratio", "warm-up s", "warm-up RSS MB", "loss rel diff step 1", f"over {args.steps + 1} steps"])
+    if cuda:
+        print("warm-up s: the workers warmed up side by side on the host's cores, so each figure holds the others' load")
     for line in skipped:
         print(line)
 
@@ -434,7 +452,7 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
         images_per_s = 1000 / r["ms"]
         gflops = direct_flops / 1e9 * images_per_s
         rows.append([
-            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
+            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", f"{gflops:.0f}", f"{gflops / peak:.0%}",
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}",
             f"{(out - base_out).abs().max().item():.1e}",
         ])
