@@ -225,21 +225,60 @@ def test_runtime_switches_every_network_and_says_when_nothing_is_eligible():
     assert any("no convolution" in str(w.message) for w in caught)
 
 
-def test_translation_keeps_transformed_filters_until_the_weights_change():
+def test_transformed_filters_are_kept_until_the_weights_change():
     layer = nn.Conv2d(128, 128, 3, padding=1)
     use_winograd(layer)
     x = torch.randn(1, 128, 8, 8)
     with torch.inference_mode():
         first = layer(x)
         assert layer._transformed is not None
-        kept = layer._transformed[1]
-        assert torch.equal(layer(x), first) and layer._transformed[1] is kept
+        key, kept = layer._transformed
+        assert torch.equal(layer(x), first) and layer._transformed == (key, kept)
+    assert not kept.is_inference()  # made for translation, usable by training too
     with torch.no_grad():
         layer.weight.mul_(2)  # e.g. load_state_dict copies in place
     with torch.inference_mode():
         doubled = layer(x)
-    assert layer._transformed[1] is not kept
+    assert layer._transformed[0] != key
+    assert torch.equal(layer._transformed[1], winograd.transform_weight(layer.weight.detach()))
     assert torch.allclose(doubled - layer.bias.view(1, -1, 1, 1), 2 * (first - layer.bias.view(1, -1, 1, 1)), atol=1e-4)
+
+
+@pytest.mark.parametrize("implementation", ["foreach", "fused"])
+def test_training_with_kept_filters_gives_the_gradients_of_conv2d(implementation):
+    """Two calls per step share the kept filters, forward and backward, and each optimizer step renews
+    them: values and both gradients stay those of F.conv2d (float64) over three steps."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(128, 128, 3, padding=1)
+    use_winograd(layer)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, foreach=implementation == "foreach",
+                                 fused=implementation == "fused" or None)
+    for _ in range(3):
+        x = torch.randn(2, 128, 8, 8, requires_grad=True)
+        optimizer.zero_grad()
+        (layer(x).square().mean() + layer(x.flip(0) * 0.5).mean()).backward()
+        x64 = x.detach().double().requires_grad_()
+        w64 = layer.weight.detach().double().requires_grad_()
+        b64 = layer.bias.detach().double()
+        (F.conv2d(x64, w64, b64, padding=1).square().mean() + F.conv2d(x64.flip(0) * 0.5, w64, b64, padding=1).mean()).backward()
+        assert relative_error(x.grad, x64.grad) < 5e-5
+        assert relative_error(layer.weight.grad, w64.grad) < 5e-5
+        optimizer.step()
+
+
+def test_a_graph_whose_kept_filters_were_renewed_refuses_its_backward():
+    """Fused Adam on the CPU changes weights without bumping their version, so autograd alone would
+    not notice; the kept filters' own version does."""
+    layer = nn.Conv2d(128, 128, 3, padding=1)
+    use_winograd(layer)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, fused=True)
+    x = torch.randn(1, 128, 8, 8)
+    old = layer(x).square().mean()
+    old.backward(retain_graph=True)
+    optimizer.step()
+    layer(x)  # renews the kept filters in place
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        old.backward()
 
 
 @pytest.mark.parametrize("implementation", ["for_loop", "foreach", "fused"])
