@@ -32,6 +32,7 @@ OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("plain eager fp32 (reference order)", {"batch_calls": False}, {"adam": "for_loop"}),
     ("batched calls", {"batch_calls": True}, {"adam": "for_loop"}),
     ("batched + foreach Adam", {"batch_calls": True}, {"adam": "foreach"}),
+    ("batched + fused Adam", {"batch_calls": True}, {"adam": "fused"}),
     ("batched + foreach + channels_last", {"batch_calls": True}, {"adam": "foreach", "channels_last": True}),
     ("batched + foreach + bf16 autocast", {"batch_calls": True}, {"adam": "foreach", "precision": "bf16"}),
     ("foreach + compile (calls not batched)", {"batch_calls": False}, {"adam": "foreach", "compile": True}),
@@ -42,6 +43,7 @@ OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"adam": "foreach", "conv_algorithm": "winograd", "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}},
     ),
     ("batched + foreach + winograd", {"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"}),
+    ("batched + fused Adam + winograd", {"batch_calls": True}, {"adam": "fused", "conv_algorithm": "winograd"}),
     (
         "batched + foreach + winograd + compile",
         {"batch_calls": True},
