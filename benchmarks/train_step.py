@@ -454,7 +454,7 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
         images_per_s = 1000 / r["ms"]
         gflops = direct_flops / 1e9 * images_per_s
         rows.append([
-            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", f"{gflops:.0f}", f"{gflops / peak:.0%}",
+            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}",
             f"{(out - base_out).abs().max().item():.1e}",
         ])
