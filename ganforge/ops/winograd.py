@@ -523,18 +523,19 @@ class WinogradConv2d(nn.Conv2d):
             return None if torch.is_grad_enabled() else transform_weight(weight)
         weight = weight.detach()
         key = (weight.data_ptr(), weight._version, float(weight.sum()))
-        kept = self._transformed
-        if kept is not None and kept[0] == key:
-            return kept[1]
+        if self._transformed is not None:
+            kept_key, filters = self._transformed
+            if kept_key == key:
+                return filters
         shape = (36, *weight.shape[:2])
-        if kept is None or kept[1].shape != shape or kept[1].dtype != weight.dtype or kept[1].device != weight.device:
+        if self._transformed is None or (filters.shape, filters.dtype, filters.device) != (shape, weight.dtype, weight.device):
             with torch.inference_mode(False):  # a plain tensor, which training may save for its backward
-                kept = (key, torch.empty(shape, dtype=weight.dtype, device=weight.device))
+                filters = torch.empty(shape, dtype=weight.dtype, device=weight.device)
         with torch.no_grad():
-            _transform_weight_into(weight, kept[1])
-        torch.autograd.graph.increment_version(kept[1])  # a graph that saved the old filters now refuses them
-        self._transformed = (key, kept[1])
-        return kept[1]
+            _transform_weight_into(weight, filters)
+        torch.autograd.graph.increment_version(filters)  # a graph that saved the old filters now refuses them
+        self._transformed = (key, filters)
+        return filters
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if not cpu_fp32(input, weight):
