@@ -3,6 +3,7 @@ convolution."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ from torch import nn
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import GanforgeWarning
 from ganforge.ops import winograd
-from ganforge.ops.winograd import WinogradConv2d, use_winograd, winograd_conv
+from ganforge.ops.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -158,10 +159,69 @@ def test_only_wide_3x3_stride_1_layers_switch_and_parameters_stay():
     assert all(isinstance(net.get_submodule(name), WinogradConv2d) for name in switched)
     assert dict(net.named_parameters()) == before  # the very same Parameter objects
     assert list(net.state_dict()) == list(before)
+    folded = [f"model.{i}.conv_block.{j}" for i in (10, 11) for j in (0, 4)]  # the pads before them
+    assert all(isinstance(net.get_submodule(name), FoldedReflectionPad2d) for name in folded)
     with torch.no_grad():
         result = net(x)
     assert (result - expected).abs().max() < 1e-4
     assert use_winograd(generator(ngf=8)) == []  # 32 channels: the transforms would cost more than they save
+
+
+def folded_block() -> tuple[nn.Sequential, nn.Sequential]:
+    """A residual block's convolutions, switched (pads folded), and a float64 copy of the original."""
+    torch.manual_seed(0)
+    block = nn.Sequential(
+        nn.ReflectionPad2d(1), nn.Conv2d(128, 128, 3), nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(128, 128, 3)
+    )
+    reference = copy.deepcopy(block).double()
+    assert len(use_winograd(block)) == 2
+    return block, reference
+
+
+# (1, 128, 10, 10): not whole 4x4 tiles, so the padded copy is made first, as without folding
+@pytest.mark.parametrize("shape", [(2, 128, 16, 16), (1, 128, 8, 12), (1, 128, 10, 10)])
+def test_folded_reflection_pads_give_the_values_and_gradients_of_the_padded_block(shape):
+    block, reference = folded_block()
+    assert [type(m) for m in block][::3] == [FoldedReflectionPad2d, FoldedReflectionPad2d]
+    assert block[1].reflect_pad and block[4].reflect_pad
+    x = torch.randn(*shape, requires_grad=True)
+    y = block(x)
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    (reference(x64) * weights.double()).sum().backward()
+    assert relative_error(y.detach(), reference(x64).detach()) < 5e-5
+    assert relative_error(x.grad, x64.grad) < 5e-5
+    for layer in (1, 4):
+        assert relative_error(block[layer].weight.grad, reference[layer].weight.grad) < 5e-5
+    with torch.inference_mode():
+        assert relative_error(block(x.detach()), reference(x64.detach())) < 5e-5
+    # off the fast path (float64 here) the layer pads by itself
+    assert relative_error(copy.deepcopy(block).double()(x64.detach()), reference(x64).detach()) < 1e-12
+
+
+def test_folded_pads_compile_into_one_graph():
+    block, reference = folded_block()
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    torch._dynamo.reset()
+    x = torch.randn(1, 128, 8, 8)
+    result = torch.compile(block)(x)
+    assert not counters["graph_break"]
+    assert relative_error(result.detach(), reference(x.double()).detach()) < 5e-5
+
+
+def test_only_a_pad_used_once_before_a_winograd_layer_is_folded():
+    shared = nn.ReflectionPad2d(1)
+    net = nn.Sequential(
+        shared, nn.Conv2d(128, 128, 3), shared, nn.Conv2d(128, 128, 3),  # one pad object used twice
+        nn.ReflectionPad2d(1), nn.Conv2d(128, 64, 3),  # the next layer is too narrow for Winograd
+        nn.ReflectionPad2d(2), nn.Conv2d(64, 128, 3),  # two pixels of padding
+    )
+    use_winograd(net)
+    assert not any(isinstance(m, FoldedReflectionPad2d) for m in net.modules())
+    assert not any(getattr(m, "reflect_pad", False) for m in net.modules())
 
 
 def test_a_patchgans_wide_4x4_layer_switches_and_small_calls_stay_direct():
@@ -322,6 +382,24 @@ def compiled():
     ops = winograd.compiled_kernels()
     assert ops is not None, "a C++ compiler is here, so the transforms must build"
     return ops
+
+
+@pytest.mark.parametrize(("n", "c", "th", "tw"), [(1, 8, 3, 5), (2, 16, 1, 2), (2, 4, 8, 8)])
+def test_the_reflecting_input_transform_equals_padding_first(n, c, th, tw):
+    """input_tiles_reflect(x) is input_tiles of x reflection-padded by one pixel, and its backward is
+    input_tiles_backward followed by the padding's own backward."""
+    ops = compiled()
+    x = torch.randn(n, c, 4 * th, 4 * tw)
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    assert torch.equal(ops.input_tiles_reflect(x), ops.input_tiles(padded))
+    out = torch.empty(36, c, n * th * tw)
+    ops.input_tiles_reflect_into(x, out)
+    assert torch.equal(out, ops.input_tiles(padded))
+    dv = torch.randn(36, c, n * th * tw)
+    expected = torch.ops.aten.reflection_pad2d_backward(
+        ops.input_tiles_backward(dv, n, 4 * th + 2, 4 * tw + 2), x, [1, 1, 1, 1]
+    )
+    assert torch.allclose(ops.input_tiles_reflect_backward(dv, n, 4 * th, 4 * tw), expected, atol=1e-5, rtol=1e-6)
 
 
 @pytest.mark.parametrize(("n", "c", "th", "tw"), [(1, 8, 3, 5), (3, 5, 1, 1), (2, 16, 8, 8)])

@@ -20,7 +20,10 @@ has compiled filter transforms only; its tile transforms are torch operators, ch
 :func:`use_winograd` switches the eligible ``nn.Conv2d`` layers of a module in place (their class only:
 parameters, state-dict keys, hooks and optimizer references stay as they are). The switched layers
 compute Winograd on the CPU in fp32 and fall back to the direct convolution everywhere else (CUDA and
-MPS pick their own algorithms, autocast runs in reduced precision where Winograd's error grows).
+MPS pick their own algorithms, autocast runs in reduced precision where Winograd's error grows). A
+``ReflectionPad2d(1)`` right before a switched 3x3 layer in an ``nn.Sequential`` (a ResNet block) hands
+its padding to that layer, whose input transform makes it (:class:`FoldedReflectionPad2d`); 3.5% of a
+128 px / 6-block CycleGAN step (A/B in turns: 2299 -> 2218 ms).
 """
 
 from __future__ import annotations
@@ -311,22 +314,26 @@ def _transform_weight_once(weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _input_tiles(x: torch.Tensor, r: int = 3, keep: bool = True) -> torch.Tensor:
+def _input_tiles(x: torch.Tensor, r: int = 3, keep: bool = True, reflect: bool = False) -> torch.Tensor:
     """(N, C, s th + r - 1, s tw + r - 1) -> (36, C, N*th*tw) for output tiles of s = out_side(r): B^T d B
     of every overlapping 6x6 tile; into a reused buffer unless ``keep`` (the tiles are saved for a
-    backward pass).
+    backward pass). With ``reflect`` (the compiled F(4x4, 3x3) transforms only), ``x`` is (N, C, 4 th,
+    4 tw) and its reflection padding by one pixel is made inside the transform.
 
     One 6x6, stride-s convolution with 36 fixed filters per channel computes all tile transforms
     without first copying the overlapping tiles out.
     """
     n, c, hp, wp = x.shape
+    if reflect:
+        hp, wp = hp + 2, wp + 2
     s = out_side(r)
     tiles = (hp - r + 1) // s * ((wp - r + 1) // s)
     if _fused_tiles(x, r):
+        ops = torch.ops.ganforge_winograd
         out = None if keep else _scratch("tiles", (36, c, n * tiles), x)
         if out is None:
-            return torch.ops.ganforge_winograd.input_tiles(x.contiguous())
-        torch.ops.ganforge_winograd.input_tiles_into(x.contiguous(), out)
+            return (ops.input_tiles_reflect if reflect else ops.input_tiles)(x.contiguous())
+        (ops.input_tiles_reflect_into if reflect else ops.input_tiles_into)(x.contiguous(), out)
         return out
     kernel = _transform("BT", x, r).view(36, 1, TILE, TILE)
     v = F.conv2d(x.reshape(n * c, 1, hp, wp), kernel, stride=s)  # (N*C, 36, th, tw)
@@ -354,8 +361,11 @@ def _grad_output_tiles(dy: torch.Tensor, r: int = 3) -> torch.Tensor:
     return torch.matmul(_transform("AT", dy, r).t(), tiles).view(36, k, n * th * tw)
 
 
-def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int, r: int = 3) -> torch.Tensor:
-    """Adjoint of :func:`_input_tiles`: (36, C, N*th*tw) -> (N, C, hp, wp), overlapping tiles summed."""
+def _grad_input_tiles(dv: torch.Tensor, n: int, hp: int, wp: int, r: int = 3, reflect: bool = False) -> torch.Tensor:
+    """Adjoint of :func:`_input_tiles`: (36, C, N*th*tw) -> (N, C, hp, wp), overlapping tiles summed; with
+    ``reflect``, (N, C, hp - 2, wp - 2) with the padding's gradient folded in."""
+    if reflect:
+        return torch.ops.ganforge_winograd.input_tiles_reflect_backward(dv.contiguous(), n, hp - 2, wp - 2)
     if _fused_tiles(dv, r):
         return torch.ops.ganforge_winograd.input_tiles_backward(dv.contiguous(), n, hp, wp)
     c, s = dv.shape[1], out_side(r)
@@ -372,14 +382,16 @@ def _product(a: torch.Tensor, b: torch.Tensor, role: str) -> torch.Tensor:
 
 
 def _forward(
-    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, r: int, keep: bool = True
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, r: int, keep: bool = True, reflect: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, transformed input tiles) from the padded input and the transformed r x r filters; the
-    tiles are only valid after the call if ``keep``."""
+    """(output, transformed input tiles) from the padded input (with ``reflect``: the input, padded in
+    the transform) and the transformed r x r filters; the tiles are only valid after the call if ``keep``."""
     n, _, hp, wp = x.shape
+    if reflect:
+        hp, wp = hp + 2, wp + 2
     s = out_side(r)
     th, tw = (hp - r + 1) // s, (wp - r + 1) // s
-    v = _input_tiles(x, r, keep)
+    v = _input_tiles(x, r, keep, reflect)
     m = _product(u, v, "products")
     if _fused_tiles(m, r):  # the bias is added in the same pass
         no_bias = m.new_empty(0)
@@ -392,13 +404,14 @@ def _forward(
 
 
 def _forward_chunks(
-    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, r: int, per_chunk: int, keep: bool
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, r: int, per_chunk: int, keep: bool,
+    reflect: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """:func:`_forward` over chunks of ``per_chunk`` images with one filter transform: (output, the
     chunks' input tiles, valid after the call only if ``keep``)."""
     outputs, tiles = [], []
     for chunk in x.split(per_chunk):
-        y, v = _forward(chunk, u, bias, r, keep)
+        y, v = _forward(chunk, u, bias, r, keep, reflect)
         outputs.append(y)
         tiles.append(v)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs), tiles
@@ -413,12 +426,15 @@ class _Winograd(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, u: torch.Tensor | None,
-        per_chunk: int,
+        per_chunk: int, reflect: bool,
     ) -> torch.Tensor:
         _, _, hp, wp = x.shape
+        if reflect:
+            hp, wp = hp + 2, wp + 2
+        ctx.reflect = reflect
         ctx.kept = u is not None  # the caller's, kept beyond this call: the backward pass uses it too
         u = _transform_weight_once(weight) if u is None else u
-        y, tiles = _forward_chunks(x, u, bias, weight.shape[2], per_chunk, True)
+        y, tiles = _forward_chunks(x, u, bias, weight.shape[2], per_chunk, True, reflect)
         if torch.compiler.is_compiling():
             tiles = [v.clone() for v in tiles]  # dynamo does not let a traced Function save views of intermediates
         ctx.save_for_backward(weight, *([u] if ctx.kept else []), *tiles)
@@ -442,7 +458,7 @@ class _Winograd(torch.autograd.Function):
             dm = _grad_output_tiles(dy_chunk.contiguous(), r)
             if u is not None:
                 dv = _product(u.transpose(1, 2), dm, "tile gradients")
-                dx_parts.append(_grad_input_tiles(dv, dy_chunk.shape[0], hp, wp, r))
+                dx_parts.append(_grad_input_tiles(dv, dy_chunk.shape[0], hp, wp, r, ctx.reflect))
             if need_w:  # (36, K, C), summed over the chunks
                 if du is None:  # tracing: no buffers
                     du = torch.bmm(dm, v.transpose(1, 2))
@@ -460,7 +476,7 @@ class _Winograd(torch.autograd.Function):
                 dw = torch.matmul(_transform("G", du, r).t(), du.reshape(36, k * c)).t().reshape(k, c, r, r)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy.sum((0, 2, 3))
-        return dx, dw, db, None, None
+        return dx, dw, db, None, None, None
 
 
 def winograd_conv(
@@ -468,12 +484,14 @@ def winograd_conv(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     transformed: torch.Tensor | None = None,
+    reflect_pad: bool = False,
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, bias)`` for 3x3 or 4x4 filters, stride 1, no padding, by Winograd F(4x4, 3x3)
-    or F(3x3, 4x4).
+    or F(3x3, 4x4); with ``reflect_pad``, of ``x`` reflection-padded by one pixel first (3x3 filters).
 
-    ``x`` is (N, C, H + r - 1, W + r - 1) for r x r filters and the result (N, K, H, W); sizes that are not
-    multiples of the output tile are padded with zeros to the next tile and cropped back.
+    ``x`` is (N, C, H + r - 1, W + r - 1) for r x r filters (with ``reflect_pad``, (N, C, H, W)) and the
+    result (N, K, H, W); sizes that are not multiples of the output tile are padded with zeros to the
+    next tile and cropped back.
     ``transformed``, the filters' :func:`transform_weight` computed before, saves that work (the
     gradient still reaches ``weight``).
     """
@@ -483,7 +501,12 @@ def winograd_conv(
         )
     r = weight.shape[2]
     s = out_side(r)
-    h, w = x.shape[2] - r + 1, x.shape[3] - r + 1
+    if reflect_pad and (
+        r != 3 or x.shape[2] % s or x.shape[3] % s or not _fused_tiles(x, r) or torch.compiler.is_compiling()
+    ):  # the compiled transforms pad inputs of whole tiles; elsewhere the padded copy is made first
+        x, reflect_pad = F.pad(x, (1, 1, 1, 1), mode="reflect"), False
+    pad = 2 if reflect_pad else 0  # the input transform pads, by reflection
+    h, w = x.shape[2] + pad - r + 1, x.shape[3] + pad - r + 1
     th, tw = -(-h // s), -(-w // s)
     extra_h, extra_w = th * s - h, tw * s - w
     if extra_h or extra_w:
@@ -493,10 +516,10 @@ def winograd_conv(
     # batches go through in chunks of whole images.
     per_chunk = max(1, CHUNK_TILES // (th * tw))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
-        y = _Winograd.apply(x, weight, bias, transformed, per_chunk)
+        y = _Winograd.apply(x, weight, bias, transformed, per_chunk, reflect_pad)
     else:
         u = transformed if transformed is not None else _transform_weight_once(weight)
-        y = _forward_chunks(x, u, bias, r, per_chunk, keep=False)[0]
+        y = _forward_chunks(x, u, bias, r, per_chunk, False, reflect_pad)[0]
     if extra_h or extra_w:
         y = y[:, :, :h, :w]
     return y
@@ -515,6 +538,7 @@ class WinogradConv2d(nn.Conv2d):
     """
 
     _transformed: tuple[tuple[int, int, float], torch.Tensor] | None = None
+    reflect_pad = False  # set by use_winograd where it took over the ReflectionPad2d(1) before this layer
 
     def _cached_transform(self, weight: torch.Tensor) -> torch.Tensor | None:
         if torch.compiler.is_compiling():
@@ -539,6 +563,8 @@ class WinogradConv2d(nn.Conv2d):
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if not cpu_fp32(input, weight):
+            if self.reflect_pad:
+                input = F.pad(input, (1, 1, 1, 1), mode="reflect")
             return super()._conv_forward(input, weight, bias)
         ph, pw = self.padding  # type: ignore[misc]
         r = self.kernel_size[0]
@@ -549,7 +575,17 @@ class WinogradConv2d(nn.Conv2d):
                 return super()._conv_forward(input, weight, bias)
         if ph or pw:
             input = F.pad(input, (pw, pw, ph, ph))
-        return winograd_conv(input, weight, bias, self._cached_transform(weight))
+        return winograd_conv(input, weight, bias, self._cached_transform(weight), self.reflect_pad)
+
+
+class FoldedReflectionPad2d(nn.ReflectionPad2d):
+    """A ``ReflectionPad2d(1)`` whose padding the next layer, a :class:`WinogradConv2d`, makes inside its
+    input transform (and folds back in its input gradient): it passes its input on unchanged. That
+    saves the padded copy, its backward pass and their zero fills. Made by :func:`use_winograd` only
+    for a pad that is used once, right before such a layer in an ``nn.Sequential``."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return input
 
 
 def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
@@ -571,6 +607,7 @@ def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
     64x64 0.8x the direct speed, 128 channels at 64x64 1.4x, 256 channels at 32x32 1.8x).
     """
     names = switch_class(module, lambda layer: eligible(layer, min_channels), WinogradConv2d)
+    _fold_reflection_pads(module)
     if names:
         compiled_kernels()  # build (or find) the fused transforms now, not inside the first step or a compile
         cpu_fp32 = torch.empty(0)  # the only place the layers compute by Winograd
@@ -578,3 +615,26 @@ def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
             for name in ("BT", "G", "AT"):
                 _transform(name, cpu_fp32, r)  # before any torch.compile traces them (see _transform)
     return names
+
+
+def _fold_reflection_pads(module: nn.Module) -> None:
+    """Hand each ``ReflectionPad2d(1)`` that feeds a 3x3, unpadded :class:`WinogradConv2d` in an
+    ``nn.Sequential`` (a ResNet block's pattern) over to that layer."""
+    uses: dict[int, int] = {}
+    for _, m in module.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    for seq in module.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        layers = list(seq)
+        for pad, conv in zip(layers, layers[1:]):
+            if (
+                type(pad) is nn.ReflectionPad2d
+                and tuple(pad.padding) == (1, 1, 1, 1)
+                and uses[id(pad)] == 1
+                and isinstance(conv, WinogradConv2d)
+                and conv.kernel_size == (3, 3)
+                and conv.padding == (0, 0)
+            ):
+                pad.__class__ = FoldedReflectionPad2d
+                conv.reflect_pad = True

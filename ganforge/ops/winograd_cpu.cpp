@@ -9,6 +9,7 @@
 // passes run over contiguous memory and vectorise.
 // Layouts (T = tiles per image = th * tw, tile t = i * tw + j):
 //   padded input x (N, C, 4th+2, 4tw+2)  <->  transformed tiles V (36, C, N*T)
+//   (the *_reflect ops: input x (N, C, 4th, 4tw), reflection-padded by one pixel inside the transform)
 //   products M (36, K, N*T)              <->  output y (N, K, 4th, 4tw)
 //   filters (K, C, r, r), r = 3 or 4     <->  transformed filters U (36, K, C)
 
@@ -156,23 +157,42 @@ void check(const at::Tensor& t, int64_t dim, const char* name) {
 
 }  // namespace
 
-// x (N, C, 4th+2, 4tw+2) -> V (36, C, N*th*tw)
-void transform_tiles(const at::Tensor& x, at::Tensor& v) {
+// Reflection padding by one pixel: padded index p (0 .. size+1) reads source index reflected(p, size).
+inline int64_t reflected(int64_t p, int64_t size) {
+  const int64_t s = p - 1;
+  return s < 0 ? 1 : (s >= size ? size - 2 : s);
+}
+
+// x (N, C, 4th+2, 4tw+2) -> V (36, C, N*th*tw); with `reflect`, x is (N, C, 4th, 4tw) and its
+// reflection padding by one pixel is made row by row here instead of by a padded copy.
+void transform_tiles(const at::Tensor& x, at::Tensor& v, bool reflect = false) {
   check(x, 4, "x");
-  const int64_t n = x.size(0), c = x.size(1), hp = x.size(2), wp = x.size(3);
+  const int64_t n = x.size(0), c = x.size(1), pad = reflect ? 2 : 0;
+  const int64_t h = x.size(2), w = x.size(3), hp = h + pad, wp = w + pad;
   const int64_t th = (hp - 2) / 4, tw = (wp - 2) / 4, tiles = th * tw, nt = n * tiles;
-  TORCH_CHECK(th >= 1 && tw >= 1 && hp == 4 * th + 2 && wp == 4 * tw + 2, "x: height and width must be 4k+2");
+  TORCH_CHECK(th >= 1 && tw >= 1 && hp == 4 * th + 2 && wp == 4 * tw + 2,
+              reflect ? "x: height and width must be 4k" : "x: height and width must be 4k+2");
   check(v, 3, "out");
   TORCH_CHECK(v.size(0) == 36 && v.size(1) == c && v.size(2) == nt, "out: (36, C, N*th*tw) expected");
   const float* xp = x.data_ptr<float>();
   float* vp = v.data_ptr<float>();
   const int64_t stride = c * nt;  // between the 36 transformed planes
   at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> rows(6 * wp), phase(4 * (tw + 1)), tile_buf(36 * tiles);
+    std::vector<float> rows(6 * wp), phase(4 * (tw + 1)), tile_buf(36 * tiles), padded(reflect ? 6 * wp : 0);
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t img = plane / c, ch = plane % c;
       for (int64_t i = 0; i < th; ++i) {
-        const float* d = xp + plane * hp * wp + 4 * i * wp;
+        const float* d = xp + plane * h * w + 4 * i * wp;
+        if (reflect) {  // the tile row's six padded rows, from the plane's rows (in L1: it is small)
+          for (int k = 0; k < 6; ++k) {
+            const float* src = xp + plane * h * w + reflected(4 * i + k, h) * w;
+            float* dst = padded.data() + k * wp;
+            dst[0] = src[1];
+            std::copy_n(src, w, dst + 1);
+            dst[w + 1] = src[w - 2];
+          }
+          d = padded.data();
+        }
         float* r = rows.data();
         // vertical pass over whole rows: r[a][w] = sum_r BT[a][r] x[4i + r][w]
         GANFORGE_SIMD
@@ -212,20 +232,36 @@ at::Tensor input_tiles(at::Tensor x) {
 // the same into a buffer the caller reuses, where the tiles are not kept for a backward pass
 void input_tiles_into(at::Tensor x, at::Tensor out) { transform_tiles(x, out); }
 
-// dV (36, C, N*th*tw) -> dx (N, C, 4th+2, 4tw+2), the adjoint of input_tiles (overlaps summed)
-at::Tensor input_tiles_backward(at::Tensor dv, int64_t n, int64_t hp, int64_t wp) {
+// x (N, C, 4th, 4tw), reflection-padded by one pixel on the fly
+at::Tensor input_tiles_reflect(at::Tensor x) {
+  check(x, 4, "x");
+  auto v = at::empty({36, x.size(1), x.size(0) * (x.size(2) / 4) * (x.size(3) / 4)}, x.options());
+  transform_tiles(x, v, true);
+  return v;
+}
+
+void input_tiles_reflect_into(at::Tensor x, at::Tensor out) { transform_tiles(x, out, true); }
+
+// dV (36, C, N*th*tw) -> dx (N, C, 4th+2, 4tw+2), the adjoint of input_tiles (overlaps summed); with
+// `reflect`, dx (N, C, 4th, 4tw), the adjoint of input_tiles_reflect (the padding's gradient folded in)
+at::Tensor tiles_backward(const at::Tensor& dv, int64_t n, int64_t hp, int64_t wp, bool reflect) {
   check(dv, 3, "dv");
   const int64_t c = dv.size(1), th = (hp - 2) / 4, tw = (wp - 2) / 4, tiles = th * tw, nt = n * tiles;
   TORCH_CHECK(dv.size(0) == 36 && dv.size(2) == nt && hp == 4 * th + 2 && wp == 4 * tw + 2, "dv: shape mismatch");
-  auto dx = at::zeros({n, c, hp, wp}, dv.options());
+  const int64_t h = reflect ? hp - 2 : hp, w = reflect ? wp - 2 : wp;
+  auto dx = reflect ? at::empty({n, c, h, w}, dv.options()) : at::zeros({n, c, hp, wp}, dv.options());
   const float* vp = dv.data_ptr<float>();
   float* xp = dx.data_ptr<float>();
   const int64_t stride = c * nt;
   at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> rows(6 * wp), per_column(6 * tw), tile_buf(36 * tiles);
+    std::vector<float> rows(6 * wp), per_column(6 * tw), tile_buf(36 * tiles), padded(reflect ? hp * wp : 0);
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t img = plane / c, ch = plane % c;
       float* dst = xp + plane * hp * wp;
+      if (reflect) {  // the padded plane's gradient in a small buffer, folded into dx below
+        std::fill(padded.begin(), padded.end(), 0.f);
+        dst = padded.data();
+      }
       gather(vp + ch * nt + img * tiles, stride, tiles, tile_buf.data());
       for (int64_t i = 0; i < th; ++i) {
         float* r = rows.data();
@@ -260,9 +296,30 @@ at::Tensor input_tiles_backward(at::Tensor dv, int64_t n, int64_t hp, int64_t wp
           apply_b([&](int k) { return r[k * wp + w]; }, [&](int k, float val) { d[k * wp + w] += val; });
         }
       }
+      if (reflect) {
+        float* out = xp + plane * h * w;
+        for (int64_t row = 0; row < h; ++row) std::copy_n(dst + (row + 1) * wp + 1, w, out + row * w);
+        for (int64_t col = 0; col < wp; ++col) {  // the padded top and bottom rows, corners included
+          out[reflected(0, h) * w + reflected(col, w)] += dst[col];
+          out[reflected(hp - 1, h) * w + reflected(col, w)] += dst[(hp - 1) * wp + col];
+        }
+        for (int64_t row = 1; row < hp - 1; ++row) {  // the padded left and right columns
+          out[(row - 1) * w + reflected(0, w)] += dst[row * wp];
+          out[(row - 1) * w + reflected(wp - 1, w)] += dst[row * wp + wp - 1];
+        }
+      }
     }
   });
   return dx;
+}
+
+at::Tensor input_tiles_backward(at::Tensor dv, int64_t n, int64_t hp, int64_t wp) {
+  return tiles_backward(dv, n, hp, wp, false);
+}
+
+// dV -> dx (N, C, h, w) of input_tiles_reflect
+at::Tensor input_tiles_reflect_backward(at::Tensor dv, int64_t n, int64_t h, int64_t w) {
+  return tiles_backward(dv, n, h + 2, w + 2, true);
 }
 
 // M (36, K, N*th*tw) (+ bias (K) or an empty tensor) -> y (N, K, 4th, 4tw)
@@ -469,6 +526,9 @@ TORCH_LIBRARY(ganforge_winograd, lib) {
   lib.def("input_tiles(Tensor x) -> Tensor");
   lib.def("input_tiles_into(Tensor x, Tensor(a!) out) -> ()");
   lib.def("input_tiles_backward(Tensor dv, int n, int hp, int wp) -> Tensor");
+  lib.def("input_tiles_reflect(Tensor x) -> Tensor");
+  lib.def("input_tiles_reflect_into(Tensor x, Tensor(a!) out) -> ()");
+  lib.def("input_tiles_reflect_backward(Tensor dv, int n, int h, int w) -> Tensor");
   lib.def("output_tiles(Tensor m, Tensor bias, int n, int th, int tw) -> Tensor");
   lib.def("output_tiles_backward(Tensor dy) -> Tensor");
   lib.def("weight_transform(Tensor weight) -> Tensor");
@@ -480,6 +540,9 @@ TORCH_LIBRARY_IMPL(ganforge_winograd, CPU, lib) {
   lib.impl("input_tiles", &input_tiles);
   lib.impl("input_tiles_into", &input_tiles_into);
   lib.impl("input_tiles_backward", &input_tiles_backward);
+  lib.impl("input_tiles_reflect", &input_tiles_reflect);
+  lib.impl("input_tiles_reflect_into", &input_tiles_reflect_into);
+  lib.impl("input_tiles_reflect_backward", &input_tiles_reflect_backward);
   lib.impl("output_tiles", &output_tiles);
   lib.impl("output_tiles_backward", &output_tiles_backward);
   lib.impl("weight_transform", &weight_transform);
