@@ -56,7 +56,8 @@ class TrainSection(_Section):
         description=(
             "direct (torch's own convolutions) or winograd: 3x3 stride-1 convolutions with 128+ channels "
             "computed by Winograd F(4x4, 3x3) on the CPU in fp32 (a quarter of the multiplications; "
-            "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use), "
+            "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use, "
+            "and make the reflection padding before such a layer themselves), "
             "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, stride-1 convolutions between at "
             "most 4 channels and 32+ (a generator's first and last layers) by compiled loops that block over "
             "pixels, instance norms without affine parameters by compiled loops, and transposed convolutions "
