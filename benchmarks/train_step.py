@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -322,6 +323,7 @@ class Worker:
         result = {**self.warmup, **self.read()}
         self.process.wait()
         result["ms"] = median(self.times)
+        result["times"] = self.times
         return result
 
 
@@ -329,6 +331,16 @@ def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def per_round(base: list[float], times: list[float]) -> str:
+    """The speed-up round by round: within a round the configurations step seconds apart, so a slow spell
+    of the machine lands on both sides of each ratio. Median, and the middle half of the rounds."""
+    ratios = [b / t for b, t in zip(base, times)]
+    if len(ratios) < 4:
+        return f"{median(ratios):.2f}x"
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    return f"{q2:.2f}x ({q1:.2f}-{q3:.2f})"
 
 
 def in_turns(workers: list[Worker], rounds: int) -> None:
@@ -395,7 +407,7 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
         gflops = flops / 1e9 / (r["ms"] / 1000)
         peak = fp32_peak if settings.get("precision", "fp32") == "fp32" else bf16_peak  # fp16 runs at bf16's rate
         rows.append([
-            name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x",
+            name, f"{r['ms']:.0f}", f"{base['ms'] / r['ms']:.2f}x", per_round(base["times"], r["times"]),
             f"{r['flops'] / 1e9:.0f}" if r["flops"] else "(eager's)", f"{gflops:.0f}", f"{gflops / peak:.0%}",
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}", f"{r['warmup_rss_mb']:.0f}",
             f"{first:.1e}", f"{overall:.1e}",
@@ -407,7 +419,7 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
     if cuda and torch.backends.cudnn.allow_tf32:
         print("fp32 convolutions run as TF32 on tensor cores (torch.backends.cudnn.allow_tf32, torch's default), "
               "so the fp32 rows can pass the fp32 matmul peak")
-    table(rows, ["option", "ms/step", "speed-up", "GFLOP/step", "GFLOP/s", "of its peak", memory,
+    table(rows, ["option", "ms/step", "speed-up", "per round", "GFLOP/step", "GFLOP/s", "of its peak", memory,
                  "RSS ratio", "warm-up s", "warm-up RSS MB", "loss rel diff step 1", f"over {args.steps + 1} steps"])
     if cuda:
         print("warm-up s: the workers warmed up side by side on the host's cores, so each figure holds the others' load")
@@ -482,12 +494,13 @@ def sizes(args: argparse.Namespace, fp32_peak: float) -> None:
         rows.append([
             f"{size} px, {blocks} blocks", f"{p['ms']:.0f}", f"{p['flops'] / 1e9:.0f}", f"{achieved:.0f}",
             f"{achieved / fp32_peak:.0%}", f"{p['rss_mb']:.0f}", f"{f['ms']:.0f}", f"{p['ms'] / f['ms']:.2f}x",
+            per_round(p["times"], f["times"]),
             f"{f['flops'] / 1e9:.0f}", f"{f['rss_mb']:.0f}", f"{f['rss_mb'] / p['rss_mb']:.2f}x",
             f"{loss_diffs(f['losses'], p['losses'])[0]:.1e}",
         ])
     print("training step, batch 1: plain eager fp32 (reference order) vs batched + foreach + winograd; "
           f"fp32 peak {fp32_peak:.1f} GFLOP/s (best of before and after)")
-    table(rows, ["config", "plain ms", "GFLOP/step", "GFLOP/s", "of fp32 peak", "RSS MB", "fastest ms", "speed-up",
+    table(rows, ["config", "plain ms", "GFLOP/step", "GFLOP/s", "of fp32 peak", "RSS MB", "fastest ms", "speed-up", "per round",
                  "GFLOP/step", "RSS MB", "RSS ratio", "loss rel diff step 1"])
 
 

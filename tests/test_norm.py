@@ -1,7 +1,9 @@
-"""Instance norms by compiled loops (norm.py): torch's values and gradients, torch's own layer elsewhere."""
+"""Instance norms by compiled loops (norm.py), with the activations folded into them: torch's values and
+gradients, torch's own layers elsewhere."""
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -9,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.ops.norm import CompiledInstanceNorm2d, eligible, use_compiled_instance_norm
+from ganforge.ops.norm import (
+    CompiledInstanceNorm2d,
+    FoldedActivation,
+    FoldedLeakyReLU,
+    FoldedReLU,
+    eligible,
+    use_compiled_instance_norm,
+)
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -80,3 +89,76 @@ def test_only_plain_instance_norms_switch_and_other_dtypes_stay_torchs(compiled)
     assert "_InstanceNorm" in type(layer(x32).grad_fn).__name__
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert "_InstanceNorm" not in type(layer(x32).grad_fn).__name__  # under autocast: torch's own
+
+
+def folded_pair(activation: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:
+    """A norm and its activation, switched (the activation folded), and a float64 copy of the original."""
+    pair = nn.Sequential(nn.Conv2d(3, 8, 3), nn.InstanceNorm2d(8), activation)
+    reference = copy.deepcopy(pair).double()
+    assert use_compiled_instance_norm(pair) == ["1"]
+    return pair, reference
+
+
+@pytest.mark.parametrize(
+    ("activation", "slope", "folded_class"),
+    [(nn.ReLU(True), 0.0, FoldedReLU), (nn.ReLU(), 0.0, FoldedReLU), (nn.LeakyReLU(0.2, True), 0.2, FoldedLeakyReLU)],
+    ids=["relu-in-place", "relu", "leaky-relu"],
+)
+def test_a_folded_activation_gives_the_values_and_gradients_of_norm_then_activation(
+    compiled, activation, slope, folded_class
+):
+    torch.manual_seed(0)
+    pair, reference = folded_pair(activation)
+    assert pair[1].slope == slope and type(pair[2]) is folded_class
+    x = torch.randn(2, 3, 19, 17, requires_grad=True)
+    y = pair(x)
+    assert "_InstanceNorm" in type(y.grad_fn).__name__  # one op for both: the activation added none
+    assert (y < 0).any() == (slope > 0)  # the activation ran: nothing negative is left by a ReLU
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    expected = reference(x64)
+    (expected * weights.double()).sum().backward()
+    assert relative_error(y.detach(), expected.detach()) < 1e-5
+    assert relative_error(x.grad, x64.grad) < 1e-4
+    assert relative_error(pair[0].weight.grad, reference[0].weight.grad) < 1e-4
+    with torch.inference_mode():
+        assert torch.equal(pair(x.detach()), y.detach())
+    # off the compiled path (float64 here) the norm applies the activation itself
+    assert relative_error(copy.deepcopy(pair).double()(x64.detach()), expected.detach()) < 1e-12
+    assert list(pair.state_dict()) == list(reference.state_dict())
+
+
+def test_only_an_activation_used_once_right_after_a_norm_used_once_is_folded(compiled):
+    shared_relu, shared_norm = nn.ReLU(), nn.InstanceNorm2d(4)
+    net = nn.Sequential(
+        nn.InstanceNorm2d(4), shared_relu, nn.InstanceNorm2d(4), shared_relu,  # one ReLU object used twice
+        shared_norm, nn.ReLU(), nn.Conv2d(4, 4, 1), shared_norm,  # one norm used twice
+        nn.InstanceNorm2d(4), nn.Conv2d(4, 4, 1), nn.ReLU(),  # something between them
+        nn.InstanceNorm2d(4), nn.Tanh(),  # not a (leaky) ReLU
+        nn.InstanceNorm2d(4), nn.LeakyReLU(-0.5),  # a slope outside the loops' 0-1
+    )
+    reference = copy.deepcopy(net)
+    use_compiled_instance_norm(net)
+    assert not any(isinstance(m, FoldedActivation) for m in net.modules())
+    assert all(getattr(m, "slope", 1.0) == 1.0 for m in net.modules())
+    x = torch.randn(1, 4, 8, 8)
+    assert relative_error(net(x), reference(x).double()) < 1e-5
+
+
+def test_a_generators_and_a_patchgans_activations_fold_into_their_norms(compiled):
+    from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
+
+    torch.manual_seed(0)
+    generator = build_resnet(ResnetParams(ngf=8, n_blocks=2))
+    patchgan = build_patchgan(PatchGANParams(ndf=8))
+    # every ReLU of the generator follows a norm; the PatchGAN's first leaky ReLU follows a convolution
+    for net, x in ((generator, torch.rand(2, 3, 32, 32) * 2 - 1), (patchgan, torch.rand(2, 3, 64, 64) * 2 - 1)):
+        reference = copy.deepcopy(net)
+        use_compiled_instance_norm(net)
+        activations = [m for m in net.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+        folded = [m for m in activations if isinstance(m, FoldedActivation)]
+        assert len(activations) == (7 if net is generator else 4)
+        assert folded == (activations if net is generator else activations[1:])
+        assert list(net.state_dict()) == list(reference.state_dict())
+        assert relative_error(net(x), reference(x).double()) < 1e-5

@@ -219,9 +219,14 @@ def test_only_a_pad_used_once_before_a_winograd_layer_is_folded():
         nn.ReflectionPad2d(1), nn.Conv2d(128, 64, 3),  # the next layer is too narrow for Winograd
         nn.ReflectionPad2d(2), nn.Conv2d(64, 128, 3),  # two pixels of padding
     )
+    shared_conv = nn.Conv2d(128, 128, 3)  # used after a pad and again on an unpadded input
+    net.extend([nn.ReflectionPad2d(1), shared_conv, nn.ReLU(), shared_conv])
+    reference = copy.deepcopy(net)
     use_winograd(net)
     assert not any(isinstance(m, FoldedReflectionPad2d) for m in net.modules())
     assert not any(getattr(m, "reflect_pad", False) for m in net.modules())
+    x = torch.randn(1, 128, 16, 16)
+    assert relative_error(net(x).detach(), reference.double()(x.double()).detach()) < 5e-5
 
 
 def test_a_patchgans_wide_4x4_layer_switches_and_small_calls_stay_direct():

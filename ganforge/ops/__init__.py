@@ -9,7 +9,7 @@ norms (norm.py). All fall back to torch's own operators off the CPU, outside fp3
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -51,6 +51,20 @@ def switch_class(module: nn.Module, eligible: Callable[[nn.Module], bool], cls: 
             layer.__class__ = cls
             names.append(name)
     return names
+
+
+def single_use_pairs(module: nn.Module) -> Iterator[tuple[nn.Module, nn.Module]]:
+    """Each two neighbouring layers of an ``nn.Sequential`` in ``module`` that both appear once in it:
+    where one may hand its work to the other (a fold) without changing what either does elsewhere."""
+    uses: dict[int, int] = {}
+    for _, layer in module.named_modules(remove_duplicate=False):
+        uses[id(layer)] = uses.get(id(layer), 0) + 1
+    for seq in module.modules():
+        if isinstance(seq, nn.Sequential):
+            layers = list(seq)
+            for first, second in zip(layers, layers[1:]):
+                if uses[id(first)] == 1 and uses[id(second)] == 1:
+                    yield first, second
 
 
 class Switched(NamedTuple):

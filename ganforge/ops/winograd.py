@@ -41,7 +41,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.errors import GanforgeWarning
-from ganforge.ops import cpu_fp32, plain_conv, switch_class
+from ganforge.ops import cpu_fp32, plain_conv, single_use_pairs, switch_class
 
 # The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
 # output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.
@@ -619,22 +619,14 @@ def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
 
 def _fold_reflection_pads(module: nn.Module) -> None:
     """Hand each ``ReflectionPad2d(1)`` that feeds a 3x3, unpadded :class:`WinogradConv2d` in an
-    ``nn.Sequential`` (a ResNet block's pattern) over to that layer."""
-    uses: dict[int, int] = {}
-    for _, m in module.named_modules(remove_duplicate=False):
-        uses[id(m)] = uses.get(id(m), 0) + 1
-    for seq in module.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        layers = list(seq)
-        for pad, conv in zip(layers, layers[1:]):
-            if (
-                type(pad) is nn.ReflectionPad2d
-                and tuple(pad.padding) == (1, 1, 1, 1)
-                and uses[id(pad)] == 1
-                and isinstance(conv, WinogradConv2d)
-                and conv.kernel_size == (3, 3)
-                and conv.padding == (0, 0)
-            ):
-                pad.__class__ = FoldedReflectionPad2d
-                conv.reflect_pad = True
+    ``nn.Sequential`` (a ResNet block's pattern), both used nowhere else, over to that layer."""
+    for pad, conv in single_use_pairs(module):
+        if (
+            type(pad) is nn.ReflectionPad2d
+            and tuple(pad.padding) == (1, 1, 1, 1)
+            and isinstance(conv, WinogradConv2d)
+            and conv.kernel_size == (3, 3)
+            and conv.padding == (0, 0)
+        ):
+            pad.__class__ = FoldedReflectionPad2d
+            conv.reflect_pad = True
