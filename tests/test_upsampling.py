@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.ops import use_cpu_algorithms
-from ganforge.ops.upsampling import ChannelsLastConvTranspose2d, use_channels_last_input
+from ganforge.ops.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
 
 
 def layer_and_copy(**kwargs) -> tuple[nn.ConvTranspose2d, nn.ConvTranspose2d]:
@@ -27,7 +27,7 @@ def test_without_autograd_the_result_is_the_same_and_nchw(context):
     with context():
         expected, result = plain(x), switched(x)
         sized = switched(x, output_size=[18, 22])
-    assert isinstance(switched, ChannelsLastConvTranspose2d)
+    assert isinstance(switched, UpsamplingConvTranspose2d)
     assert result.shape == expected.shape == (2, 16, 18, 22)
     assert result.is_contiguous()  # NCHW, as the layers after it expect
     assert torch.allclose(result, expected, atol=1e-5, rtol=1e-5)
@@ -54,7 +54,7 @@ def test_use_cpu_algorithms_switches_a_generators_upsampling_layers():
         expected = net(x)
     switched = use_cpu_algorithms(net)
     assert len(switched.upsampling) == 2
-    assert all(isinstance(net.get_submodule(name), ChannelsLastConvTranspose2d) for name in switched.upsampling)
+    assert all(isinstance(net.get_submodule(name), UpsamplingConvTranspose2d) for name in switched.upsampling)
     with torch.no_grad():
         assert torch.allclose(net(x), expected, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():

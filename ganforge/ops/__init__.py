@@ -3,12 +3,15 @@
 :func:`use_cpu_algorithms` is what ``train.conv_algorithm = "winograd"`` and ``ganforge translate
 --winograd`` switch on: Winograd F(4x4, 3x3) for wide 3x3 layers and F(3x3, 4x4) for wide 4x4 ones
 (winograd.py), compiled loops for convolutions with few channels on one side (narrow.py), channels_last
-input for transposed convolutions when no gradient is recorded (upsampling.py), and compiled instance
-norms (norm.py). All fall back to torch's own operators off the CPU, outside fp32 and under autocast.
+input for transposed convolutions when no gradient is recorded (upsampling.py), filter gradients of
+stride-2 convolutions and their transposed form by products over the input's phases (strided.py), and
+compiled instance norms (norm.py). All fall back to torch's own operators off the CPU, outside fp32 and
+under autocast.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -61,8 +64,7 @@ def single_use_pairs(module: nn.Module) -> Iterator[tuple[nn.Module, nn.Module]]
         uses[id(layer)] = uses.get(id(layer), 0) + 1
     for seq in module.modules():
         if isinstance(seq, nn.Sequential):
-            layers = list(seq)
-            for first, second in zip(layers, layers[1:]):
+            for first, second in itertools.pairwise(seq):
                 if uses[id(first)] == 1 and uses[id(second)] == 1:
                     yield first, second
 
@@ -72,6 +74,7 @@ class Switched(NamedTuple):
     narrow: list[str]  # names of the layers with few channels on one side now computed by narrow.py
     upsampling: list[str]  # names of the transposed convolutions that take channels_last input without autograd
     norm: list[str]  # names of the instance norms now computed by norm.py
+    strided: list[str]  # names of the stride-2 convolutions whose filter gradients strided.py computes
 
 
 def use_cpu_algorithms(module: nn.Module) -> Switched:
@@ -79,6 +82,7 @@ def use_cpu_algorithms(module: nn.Module) -> Switched:
     parameters)."""
     from ganforge.ops.narrow import use_narrow_kernels
     from ganforge.ops.norm import use_compiled_instance_norm
+    from ganforge.ops.strided import use_phase_gradients
     from ganforge.ops.upsampling import use_channels_last_input
     from ganforge.ops.winograd import use_winograd
 
@@ -87,4 +91,5 @@ def use_cpu_algorithms(module: nn.Module) -> Switched:
         use_narrow_kernels(module),
         use_channels_last_input(module),
         use_compiled_instance_norm(module),
+        use_phase_gradients(module),
     )

@@ -1,5 +1,6 @@
 """Transposed convolutions (a generator's up-sampling layers) computed from a channels_last input when
-no gradient is recorded (translation).
+no gradient is recorded (translation), and with their filter gradient by strided.py's phase products
+while they train.
 
 From an NCHW input, oneDNN computes a transposed convolution into its own channels-last layout and
 torch then copies the result back to NCHW; that copy of a freshly allocated output is slow on the
@@ -22,15 +23,21 @@ import torch
 from torch import nn
 
 from ganforge.ops import cpu_fp32, switch_class
+from ganforge.ops.strided import transposed_forward
 from ganforge.ops.winograd import compiled_for
 
 
-class ChannelsLastConvTranspose2d(nn.ConvTranspose2d):
+class UpsamplingConvTranspose2d(nn.ConvTranspose2d):
     """An ``nn.ConvTranspose2d`` that, on the CPU in fp32 with no gradient recorded, computes from a
-    channels_last copy of its input and returns an NCHW result. Made by :func:`use_channels_last_input`:
-    same parameters and state dict."""
+    channels_last copy of its input and returns an NCHW result; while its filters train, a 3x3 stride-2
+    one takes its filter gradient from strided.py. Made by :func:`use_channels_last_input`: same
+    parameters and state dict."""
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if torch.is_grad_enabled() and output_size is None:
+            y = transposed_forward(self, input)  # training: the filter gradient by phase products
+            if y is not None:
+                return y
         # with autograd (training) it is slower; under torch.compile inductor chooses layouts itself
         if torch.is_grad_enabled() or torch.compiler.is_compiling() or not cpu_fp32(input, self.weight):
             return super().forward(input, output_size)
@@ -53,4 +60,4 @@ def eligible(layer: nn.Module) -> bool:
 
 def use_channels_last_input(module: nn.Module) -> list[str]:
     """Switch the transposed convolutions of ``module``; return their names."""
-    return switch_class(module, eligible, ChannelsLastConvTranspose2d)
+    return switch_class(module, eligible, UpsamplingConvTranspose2d)
