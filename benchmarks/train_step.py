@@ -466,13 +466,14 @@ def inference(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> N
         images_per_s = 1000 / r["ms"]
         gflops = direct_flops / 1e9 * images_per_s
         rows.append([
-            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
+            name, f"{images_per_s:.2f}", f"{base['ms'] / r['ms']:.2f}x", per_round(base["times"], r["times"]),
+            f"{gflops:.0f}", f"{gflops / fp32_peak:.0%}",
             f"{r['rss_mb']:.0f}", f"{r['rss_mb'] / base['rss_mb']:.2f}x", f"{r['warmup_s']:.1f}",
             f"{(out - base_out).abs().max().item():.1e}",
         ])
     print(f"translation, {args.size} px, {args.blocks} blocks ({direct_flops / 1e9:.1f} GFLOP per image by direct "
           f"convolution); median of {args.steps} calls taken in turns; fp32 peak {fp32_peak:.1f} GFLOP/s")
-    table(rows, ["mode", "images/s", "vs plain", "direct-equiv GFLOP/s", "of fp32 peak", "RSS MB", "RSS ratio",
+    table(rows, ["mode", "images/s", "vs plain", "per round", "direct-equiv GFLOP/s", "of fp32 peak", "RSS MB", "RSS ratio",
                  "first call s", "max |diff| vs plain"])
     for line in skipped:
         print(line)

@@ -60,8 +60,9 @@ class TrainSection(_Section):
             "and make the reflection padding before such a layer themselves), "
             "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, stride-1 convolutions between at "
             "most 4 channels and 32+ (a generator's first and last layers) by compiled loops that block over "
-            "pixels, instance norms without affine parameters by compiled loops, and transposed convolutions "
-            "from channels_last input when no gradient is recorded."
+            "pixels, instance norms without affine parameters (and a ReLU right after them) by compiled loops, "
+            "the filter gradients of stride-2 convolutions and their transposed form by products over the "
+            "input's phases, and transposed convolutions from channels_last input when no gradient is recorded."
         ),
     )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")
