@@ -103,8 +103,7 @@ at::Tensor instance_norm_backward(at::Tensor dy, at::Tensor x, at::Tensor mean, 
       const float* in = src + p * n;
       float* o = out + p * n;
       const float m = mp[p], r = rp[p];
-      // the gradient at the norm's result: dy through the activation
-      // times 1 where xhat > 0, else slope
+      // the gradient at the norm's result: dy through the activation (times 1 where xhat > 0, else slope)
       auto grad = [&](int64_t i) { return gp[i] * std::max(float((in[i] - m) * r > 0.f), s); };
       const float g_mean = float(plane_sum(n, grad) / n);
       // mean(dy * xhat) * rstd = rstd^2 * mean(dy * (x - mean))

@@ -110,7 +110,7 @@ class StridedConv2d(nn.Conv2d):
         return super()._conv_forward(input, weight, bias)
 
 
-def strided_transposed(layer: nn.ConvTranspose2d, output_size: list[int] | None = None) -> bool:
+def strided_transposed(layer: nn.ConvTranspose2d) -> bool:
     """Whether a transposed convolution is one :class:`_Strided` computes: 3x3, stride 2,
     padding 1, output padding 1 (output exactly twice the input), undilated, ungrouped, wide enough."""
     return (
@@ -120,7 +120,6 @@ def strided_transposed(layer: nn.ConvTranspose2d, output_size: list[int] | None 
         and layer.output_padding == (1, 1)
         and layer.dilation == (1, 1)
         and layer.groups == 1
-        and output_size is None
         and min(layer.in_channels, layer.out_channels) >= MIN_CHANNELS
     )
 
