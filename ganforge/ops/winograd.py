@@ -547,12 +547,11 @@ class WinogradConv2d(nn.Conv2d):
             return None if torch.is_grad_enabled() else transform_weight(weight)
         weight = weight.detach()
         key = (weight.data_ptr(), weight._version, float(weight.sum()))
-        if self._transformed is not None:
-            kept_key, filters = self._transformed
-            if kept_key == key:
-                return filters
+        kept_key, filters = self._transformed or (None, None)
+        if kept_key == key:
+            return filters
         shape = (36, *weight.shape[:2])
-        if self._transformed is None or (filters.shape, filters.dtype, filters.device) != (shape, weight.dtype, weight.device):
+        if filters is None or (filters.shape, filters.dtype, filters.device) != (shape, weight.dtype, weight.device):
             with torch.inference_mode(False):  # a plain tensor, which training may save for its backward
                 filters = torch.empty(shape, dtype=weight.dtype, device=weight.device)
         with torch.no_grad():
