@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from ganforge.data.sampling import EpochSampler, SeededItems
 from ganforge.data.synthetic import random_scene, render
-from ganforge.engine.model import Optimizers
+from ganforge.model import Optimizers
 from ganforge.plugins import collect_registries, make_plugin_manager
 
 REGISTRIES = collect_registries(make_plugin_manager())

@@ -152,7 +152,7 @@ def reset_peak_rss() -> bool:
 def build_training(size: int, blocks: int, model_params: dict[str, Any], settings: dict[str, Any]):
     import torch
 
-    from ganforge.engine.model import Optimizers
+    from ganforge.model import Optimizers
     from ganforge.engine.runtime import Runtime
     from ganforge.plugins import collect_registries, make_plugin_manager
 

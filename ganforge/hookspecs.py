@@ -114,7 +114,7 @@ def register_models(register: Register) -> None:
     """Register models: the training step of one kind of GAN.
 
     Factory: ``factory(params, seed: int) -> ganforge.TrainingModel`` (see
-    :class:`ganforge.engine.model.TrainingModel` for what the engine calls).
+    :class:`ganforge.model.TrainingModel` for what the engine calls).
     """
 
 

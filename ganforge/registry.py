@@ -122,7 +122,7 @@ class Resolved:
 
 
 def _is_training_model(obj: Any) -> bool:
-    from ganforge.engine.model import TrainingModel
+    from ganforge.model import TrainingModel
 
     return isinstance(obj, TrainingModel)
 

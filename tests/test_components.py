@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.engine.model import Optimizers, TrainingModel
+from ganforge.model import Optimizers, TrainingModel
 from ganforge.plugins import collect_registries, make_plugin_manager
 from ganforge.registry import KINDS
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganforge.engine.model import Optimizers
+from ganforge.model import Optimizers
 from ganforge.engine.runtime import Runtime
 from ganforge.plugins import collect_registries, make_plugin_manager
 from tests.conftest import RECIPES, run_cli

@@ -21,7 +21,7 @@ from ganforge import __version__
 from ganforge.data.sampling import EpochSampler, SeededItems
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
-from ganforge.engine.model import Optimizers
+from ganforge.model import Optimizers
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import CheckpointError, DatasetError, GanforgeError, TrainingError

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from ganforge.engine.model import Optimizers
+from ganforge.model import Optimizers
 from ganforge.plugins import collect_registries, make_plugin_manager
 
 REGISTRIES = collect_registries(make_plugin_manager())
