@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import pluggy
 
+from ganforge.registry import KIND_TABLE
+
 hookspec = pluggy.HookspecMarker("ganforge")
 hookimpl = pluggy.HookimplMarker("ganforge")
 
@@ -167,15 +169,5 @@ def register_commands(app: Any) -> None:
     """
 
 
-#: The component hooks, by kind (the order ``list-components`` shows them in).
-COMPONENT_HOOKS: dict[str, str] = {
-    "generator": "register_generators",
-    "discriminator": "register_discriminators",
-    "loss": "register_losses",
-    "buffer": "register_buffers",
-    "optimizer": "register_optimizers",
-    "scheduler": "register_schedulers",
-    "dataset": "register_datasets",
-    "model": "register_models",
-    "metric": "register_metrics",
-}
+#: The component hooks, by kind (the order ``list-components`` shows them in); from the kinds table.
+COMPONENT_HOOKS: dict[str, str] = {kind.name: kind.hook for kind in KIND_TABLE}

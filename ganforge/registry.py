@@ -21,19 +21,47 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from torch import nn
 
 from ganforge.errors import GanforgeError, PluginError, RecipeError, did_you_mean
+from ganforge.model import TrainingModel
 
-#: Every kind of component, in the order ``list-components`` shows them.
-KINDS: tuple[str, ...] = (
-    "generator",
-    "discriminator",
-    "loss",
-    "buffer",
-    "optimizer",
-    "scheduler",
-    "dataset",
-    "model",
-    "metric",
+
+def _has(*names: str) -> Callable[[Any], bool]:
+    return lambda obj: all(callable(getattr(obj, name, None)) for name in names)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component: the hook that registers it and what its factories must return."""
+
+    name: str
+    hook: str
+    returns: str
+    check: Callable[[Any], bool]
+
+
+def _module(obj: Any) -> bool:
+    return isinstance(obj, nn.Module)
+
+
+#: Every kind of component, in the order ``list-components`` shows them. The one list: the hook
+#: names (:data:`ganforge.hookspecs.COMPONENT_HOOKS`) and the return checks are read from here.
+KIND_TABLE: tuple[Kind, ...] = (
+    Kind("generator", "register_generators", "a torch.nn.Module", _module),
+    Kind("discriminator", "register_discriminators", "a torch.nn.Module", _module),
+    Kind("loss", "register_losses", "a callable loss", callable),
+    Kind("buffer", "register_buffers", "a torch.nn.Module with query()", lambda o: _module(o) and _has("query")(o)),
+    Kind("optimizer", "register_optimizers", "a torch.optim.Optimizer", lambda o: isinstance(o, torch.optim.Optimizer)),
+    Kind(
+        "scheduler",
+        "register_schedulers",
+        "a scheduler with step() and state_dict()",
+        _has("step", "state_dict", "load_state_dict"),
+    ),
+    Kind("dataset", "register_datasets", "a dataset with __len__ and __getitem__", _has("__len__", "__getitem__")),
+    Kind("model", "register_models", "a ganforge TrainingModel", lambda o: isinstance(o, TrainingModel)),
+    Kind("metric", "register_metrics", "a metric with update() and compute()", _has("update", "compute")),
 )
+KINDS: tuple[str, ...] = tuple(kind.name for kind in KIND_TABLE)
+_BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KIND_TABLE}
 
 
 class Params(BaseModel):
@@ -113,36 +141,12 @@ class Resolved:
             raise PluginError(
                 f"{c.kind} '{c.name}' (plugin '{c.plugin}') failed to build: {type(exc).__name__}: {exc}"
             ) from exc
-        expected, check = _RETURNS[c.kind]
-        if not check(built):
+        kind = _BY_NAME[c.kind]
+        if not kind.check(built):
             raise PluginError(
-                f"{c.kind} '{c.name}' (plugin '{c.plugin}') returned {type(built).__name__}, not {expected}"
+                f"{c.kind} '{c.name}' (plugin '{c.plugin}') returned {type(built).__name__}, not {kind.returns}"
             )
         return built
-
-
-def _is_training_model(obj: Any) -> bool:
-    from ganforge.model import TrainingModel
-
-    return isinstance(obj, TrainingModel)
-
-
-def _has(*names: str) -> Callable[[Any], bool]:
-    return lambda obj: all(callable(getattr(obj, name, None)) for name in names)
-
-
-#: What each kind's factory must return: (description, check).
-_RETURNS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "generator": ("a torch.nn.Module", lambda obj: isinstance(obj, nn.Module)),
-    "discriminator": ("a torch.nn.Module", lambda obj: isinstance(obj, nn.Module)),
-    "loss": ("a callable loss", callable),
-    "buffer": ("a torch.nn.Module with query()", lambda obj: isinstance(obj, nn.Module) and _has("query")(obj)),
-    "optimizer": ("a torch.optim.Optimizer", lambda obj: isinstance(obj, torch.optim.Optimizer)),
-    "scheduler": ("a scheduler with step() and state_dict()", _has("step", "state_dict", "load_state_dict")),
-    "dataset": ("a dataset with __len__ and __getitem__", _has("__len__", "__getitem__")),
-    "model": ("a ganforge TrainingModel", _is_training_model),
-    "metric": ("a metric with update() and compute()", _has("update", "compute")),
-}
 
 
 class Registry:
