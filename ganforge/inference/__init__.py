@@ -1,0 +1,117 @@
+"""Using a trained generator: load it from any file it may come in, translate images, export it.
+
+**Loading** (:func:`load_generator`). The file's kind is read from its first bytes, not its name:
+
+- a ganforge checkpoint (or a run directory: its newest checkpoint). The generator's spec is the
+  recipe's ``model.generator`` section; its weights are the net named by the direction (``G_A`` for
+  A->B, ``G_B`` for B->A) or by ``net``. It is built through the registries, like in training.
+- a safetensors export (:func:`save_safetensors`): the spec travels in the file's metadata, so it is
+  rebuilt without the recipe.
+- TorchScript and ONNX exports: run as they are (ONNX through onnxruntime).
+- anything else holding tensors (a ``.pth`` state dict, a safetensors file without ganforge metadata)
+  goes to the plugins' ``load_generator_weights`` hook, which recognises its own formats (the
+  CycleGAN plugin reads the authors' ``latest_net_G_A.pth`` files).
+
+Loading never executes code from a file: pickles are read with ``torch.load(weights_only=True)``,
+which refuses one that would call a function, and safetensors holds tensors only. TorchScript and
+ONNX files are programs by nature: they run their own graph of tensor operations (never Python).
+
+**Translating**. :func:`translate_batch` pads a batch to a multiple of 4 by reflection and crops the
+result back, so images keep their own size. :func:`translate_tiled` does large images in overlapping
+tiles with bounded memory: each tile's result is weighted by a raised-cosine window that falls to
+almost zero at the tile's inner edges (where the network saw padding, not the picture), the weights
+are normalised where tiles overlap, and rows are finished band by band. Instance norm, which would
+otherwise normalise each tile by its own statistics (and give each tile its own tone), can use
+statistics taken once from a downscaled view of the whole image.
+
+**Exporting**: :func:`save_safetensors`, :func:`save_onnx`, :func:`save_torchscript`.
+"""
+
+from ganforge.inference.exporting import max_abs_diff, save_onnx, save_safetensors, save_torchscript
+from ganforge.inference.files import (
+    CHECKPOINT_FORMAT,
+    CORE_FORMATS,
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    read_pickle,
+    read_safetensors,
+    sniff,
+)
+from ganforge.inference.folders import (
+    IMAGE_SUFFIXES,
+    Job,
+    TranslateReport,
+    find_images,
+    image_size,
+    output_size,
+    output_suffix,
+    parse_size,
+    read_image,
+    translate_files,
+    write_image,
+)
+from ganforge.inference.loading import (
+    DIRECTIONS,
+    Generator,
+    build_generator,
+    describe_spec,
+    load_generator,
+    plugin_weights,
+)
+from ganforge.inference.tensors import (
+    PAD_MULTIPLE,
+    Tiling,
+    downscaled_view,
+    global_instance_norm,
+    image_to_tensor,
+    pad_to_multiple,
+    tile_starts,
+    tile_window,
+    to_uint8,
+    to_unit,
+    translate_batch,
+    translate_tiled,
+)
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CORE_FORMATS",
+    "DIRECTIONS",
+    "EXPORT_FORMAT",
+    "EXPORT_FORMAT_VERSION",
+    "IMAGE_SUFFIXES",
+    "PAD_MULTIPLE",
+    "Generator",
+    "Job",
+    "Tiling",
+    "TranslateReport",
+    "build_generator",
+    "describe_spec",
+    "downscaled_view",
+    "find_images",
+    "global_instance_norm",
+    "image_size",
+    "image_to_tensor",
+    "load_generator",
+    "max_abs_diff",
+    "output_size",
+    "output_suffix",
+    "pad_to_multiple",
+    "parse_size",
+    "plugin_weights",
+    "read_image",
+    "read_pickle",
+    "read_safetensors",
+    "save_onnx",
+    "save_safetensors",
+    "save_torchscript",
+    "sniff",
+    "tile_starts",
+    "tile_window",
+    "to_uint8",
+    "to_unit",
+    "translate_batch",
+    "translate_files",
+    "translate_tiled",
+    "write_image",
+]

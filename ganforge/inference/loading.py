@@ -1,0 +1,394 @@
+"""Loading a generator from any file it may come in (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganforge import __version__
+from ganforge.errors import CheckpointError, GanforgeError, PluginError, RecipeError
+from ganforge.inference.files import (
+    CHECKPOINT_FORMAT,
+    CORE_FORMATS,
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    _tensor_state,
+    read_pickle,
+    read_safetensors,
+    sniff,
+)
+from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
+
+#: Which net of a ganforge checkpoint each direction uses.
+DIRECTIONS: dict[str, str] = {"AtoB": "G_A", "BtoA": "G_B"}
+
+
+# -------------------------------------------------------------------------------------------------
+# The loaded generator
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Generator:
+    """A generator ready to run: ``generator(batch)`` maps ``(N, C, H, W)`` in [-1, 1] on ``device``."""
+
+    run: Callable[[torch.Tensor], torch.Tensor]
+    kind: str  # checkpoint, safetensors, torchscript, onnx, or a plugin's format name
+    source: Path
+    device: torch.device
+    module: nn.Module | None = None  # a plain nn.Module (not TorchScript or ONNX): can be exported
+    spec: dict[str, Any] | None = None  # the generator component spec, when known
+    plugin: str | None = None  # the plugin that registered the spec's type
+    in_channels: int = 3
+    label: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.run(batch)
+
+    @property
+    def has_python_module(self) -> bool:
+        return self.module is not None and not isinstance(self.module, torch.jit.ScriptModule)
+
+
+
+# -------------------------------------------------------------------------------------------------
+# Loading a generator
+# -------------------------------------------------------------------------------------------------
+
+
+def load_generator(
+    path: Path,
+    *,
+    direction: str | None = None,
+    net: str | None = None,
+    weights_format: str = "auto",
+    device: torch.device | str = "cpu",
+    plugins: Sequence[str] = (),
+) -> Generator:
+    """Load a generator from ``path`` (see the module docstring for the kinds of file).
+
+    ``direction`` (``AtoB``/``BtoA``) or ``net`` picks the net of a ganforge checkpoint; other files
+    hold one generator. ``weights_format`` is ``auto`` (detect), a core format or a plugin's format
+    name. ``plugins`` are extra plugin modules or files (a recipe's plugins are loaded as well).
+    """
+    path = Path(path)
+    device = torch.device(device)
+    if direction is not None and direction not in DIRECTIONS:
+        raise GanforgeError(f"direction '{direction}': use one of {', '.join(DIRECTIONS)}")
+    if path.is_dir():
+        if weights_format not in ("auto", "checkpoint"):
+            raise CheckpointError(f"{path}: is a folder; --format {weights_format} needs a file")
+        from ganforge.engine.resume import find_checkpoint
+
+        checkpoint, data = find_checkpoint(path)
+        return _from_checkpoint(checkpoint, data, direction, net, device, plugins)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    kind = sniff(path)
+    expected = {
+        "checkpoint": ("pickle",),
+        "safetensors": ("safetensors",),
+        "torchscript": ("torchscript",),
+        "onnx": ("onnx", "unknown"),
+    }
+    if weights_format in expected and kind not in expected[weights_format]:
+        raise CheckpointError(
+            f"{path}: --format {weights_format}, but the file looks like {_kind_name(kind)}"
+        )
+    single = (
+        []
+        if direction is None and net is None
+        else [f"{path.name} holds one generator; --direction/--net apply to ganforge checkpoints only"]
+    )
+    if kind == "torchscript":
+        _only_core(weights_format, kind, path)
+        generator = _from_torchscript(path, device)
+    elif kind == "onnx" or weights_format == "onnx":
+        _only_core(weights_format, "onnx", path)
+        generator = _from_onnx(path, device)
+    elif kind == "safetensors":
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("format") == EXPORT_FORMAT and weights_format in ("auto", "safetensors"):
+            generator = _from_export(path, tensors, metadata, device, plugins)
+        elif weights_format == "safetensors":
+            raise CheckpointError(
+                f"{path}: a safetensors file without ganforge metadata; name its format with --format "
+                "(a plugin's, e.g. reference)"
+            )
+        else:
+            generator = _from_plugins(path, tensors, weights_format, device, plugins)
+    elif kind == "pickle":
+        data = read_pickle(path)
+        if isinstance(data, Mapping) and data.get("format") == CHECKPOINT_FORMAT:
+            if weights_format not in ("auto", "checkpoint"):
+                raise CheckpointError(f"{path}: a ganforge checkpoint, not format '{weights_format}'")
+            from ganforge.engine.checkpoint import FORMAT_VERSION
+
+            if data.get("format_version") != FORMAT_VERSION:
+                raise CheckpointError(
+                    f"{path}: checkpoint format {data.get('format_version')} written by ganforge "
+                    f"{data.get('ganforge_version')}; this ganforge ({__version__}) reads format {FORMAT_VERSION}"
+                )
+            return _from_checkpoint(path, data, direction, net, device, plugins)
+        if weights_format == "checkpoint":
+            raise CheckpointError(f"{path}: not a ganforge checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+        state = _tensor_state(data)
+        if state is None:
+            raise CheckpointError(f"{path}: holds no tensors keyed by name (a {type(data).__name__})")
+        generator = _from_plugins(path, state, weights_format, device, plugins)
+    else:
+        raise CheckpointError(
+            f"{path}: not a file ganforge can read (expected a ganforge checkpoint, a .pth state dict, "
+            "safetensors, TorchScript or ONNX)"
+        )
+    generator.notes.extend(single)
+    return generator
+
+
+def _kind_name(kind: str) -> str:
+    return {
+        "pickle": "a torch pickle (checkpoint or state dict)",
+        "safetensors": "a safetensors file",
+        "torchscript": "a TorchScript archive",
+        "onnx": "an ONNX model",
+    }.get(kind, "none of the formats ganforge reads")
+
+
+def _only_core(weights_format: str, kind: str, path: Path) -> None:
+    if weights_format not in ("auto", kind):
+        raise CheckpointError(f"{path}: {_kind_name(kind)}, not format '{weights_format}'")
+
+
+def _plugin_set(names: Sequence[str], base_dir: Path | None) -> PluginSet:
+    return make_plugin_manager(list(dict.fromkeys(names)), base_dir=base_dir, source="--plugin")
+
+
+def _from_checkpoint(
+    path: Path,
+    data: Mapping[str, Any],
+    direction: str | None,
+    net: str | None,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    recipe = data.get("recipe") if isinstance(data.get("recipe"), Mapping) else {}
+    model = recipe.get("model") if isinstance(recipe.get("model"), Mapping) else {}
+    spec = model.get("generator")
+    if not isinstance(spec, Mapping):
+        raise CheckpointError(
+            f"{path}: its recipe's model ('{model.get('type')}') has no generator section to rebuild a generator from"
+        )
+    net = net or DIRECTIONS[direction or "AtoB"]
+    weights = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    state = {
+        k[len(net) + 1 :]: v for k, v in weights.items() if k.startswith(f"{net}.") and torch.is_tensor(v)
+    }
+    if not state:
+        nets = sorted({k.split(".")[0] for k, v in weights.items() if torch.is_tensor(v)})
+        raise CheckpointError(
+            f"{path}: no net '{net}' in this checkpoint (its nets: {', '.join(nets) or 'none'})"
+        )
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    plugin_set = _plugin_set([*recipe.get("plugins", []), *plugins], run_dir)
+    module, plugin = build_generator(dict(spec), state, plugin_set, f"{path} ({net})")
+    epoch = data.get("epoch")
+    label = f"{net} of {path.name}" + (f" (epoch {epoch})" if isinstance(epoch, int) else "")
+    return _module_generator(module, "checkpoint", path, device, dict(spec), plugin, label)
+
+
+def _from_export(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    metadata: Mapping[str, str],
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    if metadata.get("format_version") != EXPORT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: generator export format {metadata.get('format_version')} (ganforge "
+            f"{metadata.get('ganforge_version')}); this ganforge reads format {EXPORT_FORMAT_VERSION}"
+        )
+    try:
+        spec = json.loads(metadata["generator"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: its metadata has no readable 'generator' spec") from None
+    plugin_set = _plugin_set(plugins, path.parent)
+    try:
+        module, plugin = build_generator(spec, tensors, plugin_set, str(path))
+    except CheckpointError as exc:
+        wanted = metadata.get("plugin")
+        if wanted and wanted not in {p.name for p in plugin_set.plugins}:
+            raise CheckpointError(
+                *exc.lines, f"it was exported with plugin '{wanted}': load it with --plugin"
+            ) from None
+        raise
+    label = metadata.get("label") or path.name
+    return _module_generator(module, "safetensors", path, device, spec, plugin, label)
+
+
+def _from_plugins(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    weights_format: str,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    plugin_set = _plugin_set(plugins, path.parent)
+    named = None if weights_format == "auto" else weights_format
+    spec, tensors, owner = plugin_weights(plugin_set, path, state, named)
+    module, plugin = build_generator(spec, tensors, plugin_set, str(path))
+    label = f"{path.name} ({owner}: {describe_spec(spec)})"
+    return _module_generator(module, named or owner, path, device, spec, plugin, label)
+
+
+def plugin_weights(
+    plugin_set: PluginSet, path: Path, state: dict[str, torch.Tensor], weights_format: str | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """Ask each plugin's ``load_generator_weights`` in turn; the first answer wins. Returns its plugin too."""
+    hook = plugin_set.manager.hook.load_generator_weights
+    failed = {p.name for p in plugin_set.failed}
+    arguments = {"path": path, "state": state, "weights_format": weights_format}
+    for impl in reversed(hook.get_hookimpls()):  # pluggy's call order: last registered first
+        if impl.plugin_name in failed:
+            continue
+        try:
+            result = impl.function(**{name: arguments[name] for name in impl.argnames})
+        except GanforgeError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{impl.plugin_name}' failed to read {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if result is None:
+            continue
+        if not (
+            isinstance(result, tuple)
+            and len(result) == 2
+            and isinstance(result[0], Mapping)
+            and isinstance(result[1], Mapping)
+        ):
+            raise PluginError(
+                f"plugin '{impl.plugin_name}': load_generator_weights returned {type(result).__name__}, "
+                "not (generator_spec, state_dict)"
+            )
+        return dict(result[0]), dict(result[1]), impl.plugin_name
+    if weights_format is not None:
+        raise CheckpointError(
+            f"{path}: no plugin reads format '{weights_format}' (ganforge reads {', '.join(CORE_FORMATS[1:])}; "
+            "plugins add their own, such as the CycleGAN plugin's 'reference')"
+        )
+    keys = ", ".join(sorted(state)[:4]) + (" ..." if len(state) > 4 else "")
+    raise CheckpointError(
+        f"{path}: {len(state)} tensors ({keys}), but neither a ganforge file nor a format a plugin "
+        "recognises; name the format with --format"
+    )
+
+
+def build_generator(
+    spec: dict[str, Any], state: Mapping[str, torch.Tensor], plugin_set: PluginSet, source: str
+) -> tuple[nn.Module, str]:
+    """Resolve ``spec`` against the generator registry, build it and load ``state`` strictly."""
+    registries = collect_registries(plugin_set)
+    try:
+        resolved = registries.resolve("generator", spec, "generator")
+    except RecipeError as exc:
+        raise CheckpointError(*(f"{source}: {line}" for line in exc.lines)) from None
+    module = resolved.build()
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label}: {', '.join(keys[:6])}" + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        ]
+        raise CheckpointError(
+            f"{source}: the weights do not fit generator '{spec.get('type')}' ({describe_spec(spec)}): "
+            + "; ".join(parts)
+        )
+    module.load_state_dict(state, strict=True)
+    return module, resolved.resolved.component.plugin
+
+
+def describe_spec(spec: Mapping[str, Any]) -> str:
+    shown = [
+        f"{k} {v}" for k, v in spec.items() if k in ("ngf", "n_blocks", "norm_affine", "upsample", "width")
+    ]
+    return f"{spec.get('type')}" + (f", {', '.join(shown)}" if shown else "")
+
+
+def _module_generator(
+    module: nn.Module,
+    kind: str,
+    path: Path,
+    device: torch.device,
+    spec: dict[str, Any] | None,
+    plugin: str | None,
+    label: str,
+) -> Generator:
+    module = module.to(device).eval().requires_grad_(False)
+    in_channels = int(spec.get("in_channels", 3)) if spec else 3
+    return Generator(module, kind, path, device, module, spec, plugin, in_channels, label)
+
+
+def _from_torchscript(path: Path, device: torch.device) -> Generator:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+            module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # noqa: BLE001 (torch.jit raises many kinds; all mean "cannot load")
+        raise CheckpointError(
+            f"{path}: not a loadable TorchScript module: {str(exc).splitlines()[0]}"
+        ) from None
+    module.eval()
+    return Generator(module, "torchscript", path, device, module, None, None, 3, f"{path.name} (TorchScript)")
+
+
+def _from_onnx(path: Path, device: torch.device) -> Generator:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise GanforgeError("ONNX models need onnxruntime: pip install onnxruntime") from None
+    providers = ["CPUExecutionProvider"]
+    notes = []
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        else:
+            notes.append("this onnxruntime has no CUDA provider; the ONNX model runs on the CPU")
+    elif device.type != "cpu":
+        notes.append(f"ONNX models run on the CPU here, not {device.type}")
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 (onnxruntime's errors have no common base)
+        raise CheckpointError(f"{path}: not a loadable ONNX model: {str(exc).splitlines()[0]}") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise CheckpointError(f"{path}: an ONNX generator takes one input; this model takes {len(inputs)}")
+    name = inputs[0].name
+    channels = inputs[0].shape[1] if len(inputs[0].shape) == 4 and isinstance(inputs[0].shape[1], int) else 3
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        (output, *_) = session.run(None, {name: array})
+        return torch.from_numpy(output).to(batch.device)
+
+    generator = Generator(run, "onnx", path, device, None, None, None, channels, f"{path.name} (ONNX)")
+    generator.notes.extend(notes)
+    return generator
