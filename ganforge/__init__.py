@@ -7,7 +7,7 @@ that name another component, and ``TrainingModel`` / ``Optimizers`` for model pl
 
 __version__ = "0.1.0"
 
-from ganforge.model import Optimizers, TrainingModel  # noqa: E402
+from ganforge.model import Direction, Optimizers, TrainingModel  # noqa: E402
 from ganforge.errors import DatasetError, GanforgeError, PluginError, RecipeError  # noqa: E402
 from ganforge.hookspecs import hookimpl  # noqa: E402
 from ganforge.registry import ComponentSpec, NoParams, Params, component_field  # noqa: E402
@@ -15,6 +15,7 @@ from ganforge.registry import ComponentSpec, NoParams, Params, component_field  
 __all__ = [
     "ComponentSpec",
     "DatasetError",
+    "Direction",
     "GanforgeError",
     "NoParams",
     "Optimizers",

@@ -1,14 +1,13 @@
-"""Evaluating a pair of translators (A -> B, B -> A) on a dataset's test split.
+"""Evaluating a model's translations on a dataset's test split.
 
 For each direction, every metric gets ``update(real, fake)`` batches: for a distribution metric
 (FID, KID) ``real`` is the target domain's test images and ``fake`` the translations of the source
 domain's; for a paired metric (``metric.paired``: PSNR, SSIM, L1) ``real[i]`` is the true
 counterpart of ``fake[i]``, so those run only where the dataset has true pairs.
 
-Which networks translate: a model may define ``translators()`` returning
-``{"A2B": ("A", "B", net), "B2A": ("B", "A", net)}``; otherwise the reference implementation's names
-are used (``G_A``: A -> B, ``G_B``: B -> A). :func:`identity_translators` is the "output = input"
-baseline.
+Which networks translate is what the model declares (:meth:`ganforge.TrainingModel.directions`);
+scores are kept under each direction's key (``A2B.fid``). :func:`identity_translators` is the
+"output = input" baseline.
 """
 
 from __future__ import annotations
@@ -40,17 +39,11 @@ class Translator:
 
 
 def translators_of(model: Any) -> list[Translator]:
-    """The model's translators (its ``translators()``, else ``G_A`` / ``G_B``)."""
-    custom = getattr(model, "translators", None)
-    if callable(custom):
-        return [Translator(name, s, t, net) for name, (s, t, net) in custom().items()]
-    if isinstance(getattr(model, "G_A", None), torch.nn.Module) and isinstance(
-        getattr(model, "G_B", None), torch.nn.Module
-    ):
-        return [Translator("A2B", "A", "B", model.G_A), Translator("B2A", "B", "A", model.G_B)]
-    raise GanforgeError(
-        f"{type(model).__name__}: no translators() method and no G_A / G_B generators; nothing to evaluate"
-    )
+    """The model's declared directions, each with the submodule that translates."""
+    directions = model.directions() if callable(getattr(model, "directions", None)) else []
+    if not directions:
+        raise GanforgeError(f"{type(model).__name__}: declares no translation directions; nothing to evaluate")
+    return [Translator(d.key, d.source, d.target, getattr(model, d.net)) for d in directions]
 
 
 def _identity(images: torch.Tensor) -> torch.Tensor:
@@ -63,13 +56,8 @@ def identity_translators() -> list[Translator]:
 
 
 def is_paired(dataset: Any) -> bool:
-    """Does every item hold a true pair? A dataset says so with a ``paired`` attribute."""
-    flag = getattr(dataset, "paired", None)
-    if isinstance(flag, bool):
-        return flag
-    from ganforge.data.synthetic import SyntheticScenes
-
-    return isinstance(dataset, SyntheticScenes) and dataset.split != "train"
+    """Does every item hold a true pair? A dataset says so with a boolean ``paired`` attribute."""
+    return getattr(dataset, "paired", None) is True
 
 
 def domain_counts(dataset: Any, domains: Sequence[str]) -> dict[str, int]:
@@ -79,11 +67,6 @@ def domain_counts(dataset: Any, domains: Sequence[str]) -> dict[str, int]:
     sizes = getattr(dataset, "domain_sizes", None)
     if isinstance(sizes, Mapping):
         counts.update({d: min(n, int(v)) for d, v in sizes.items() if d in counts})
-    else:
-        for d in domains:  # UnpairedFolders keeps its file lists as .a and .b
-            files = getattr(dataset, d.lower(), None)
-            if isinstance(files, list) and files:
-                counts[d] = min(n, len(files))
     return counts
 
 

@@ -1,11 +1,51 @@
-"""What the engine asks of a model component: its nets, its optimizer groups and one training step."""
+"""What the engine asks of a model component: its nets, its optimizer groups, one training step, and
+the translations it offers once trained (:class:`Direction`).
+
+The core never names a model's nets: evaluation, ``translate``, ``export``, sample grids and the report
+read a model's :meth:`TrainingModel.directions` and :meth:`TrainingModel.exported_nets` instead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One translation a trained model offers: images of domain ``source``, put through the model's
+    submodule ``net``, come out looking like domain ``target``.
+
+    ``name`` is the model's own spelling, what ``--direction`` takes (e.g. ``AtoB``); ``source``
+    and ``target`` are the dataset's domain keys (``"A"``, ``"B"``). ``generator`` is the net's component
+    spec (``type`` plus params), so an export can be rebuilt without the recipe; ``None`` if the net is
+    not a registered component.
+    """
+
+    name: str
+    source: str
+    target: str
+    net: str
+    generator: Any = None  # a resolved ganforge.ComponentSpec, or None
+
+    @property
+    def key(self) -> str:
+        """The name scores are kept under (``A2B.fid``): source, ``2``, target."""
+        return f"{self.source}2{self.target}"
+
+    def matches(self, text: str) -> bool:
+        """``text`` names this direction: its name, its key or ``<source>-to-<target>``, in any case,
+        with or without ``-``/``_`` (``AtoB``, ``a2b``, ``a-to-b``)."""
+
+        def plain(word: str) -> str:
+            return "".join(ch for ch in word.lower() if ch not in "-_ ")
+
+        spellings = (self.name, self.key, f"{self.source}to{self.target}")
+        return plain(text) in {plain(s) for s in spellings}
 
 
 class Optimizers:
@@ -54,6 +94,16 @@ class TrainingModel(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         """The networks (compiled when the recipe asks); by default every child with parameters."""
         return {name: m for name, m in self.named_children() if any(True for _ in m.parameters())}
+
+    def directions(self) -> list[Direction]:
+        """The translations this model offers, the default first. A model that translates nothing
+        (an unconditional GAN, say) returns an empty list; evaluation and translation then refuse it."""
+        return []
+
+    def exported_nets(self) -> list[str]:
+        """The nets a user may translate with or export by name (``--net``); by default those of the
+        directions, in their order."""
+        return list(dict.fromkeys(d.net for d in self.directions()))
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimizer name; the engine builds one optimizer (and schedule) per group."""

@@ -305,7 +305,7 @@ def test_paired_images_split_into_aligned_halves(tmp_path):
         assert (
             set(item) == {"A", "B"} and torch.equal(item["A"], a) and torch.allclose(item["B"], -a, atol=1e-6)
         )
-    swapped = dataset("paired_folder", root, preprocess="none", flip=False, direction="BtoA")[0]
+    swapped = dataset("paired_folder", root, preprocess="none", flip=False, a_half="right")[0]
     assert torch.allclose(swapped["A"], -a, atol=1e-6) and torch.equal(swapped["B"], a)
 
     # random crops and flips are the same for both halves

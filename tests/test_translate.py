@@ -240,7 +240,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, capsys, zipped) -> No
     ("args", "message"),
     [
         (["--direction", "CtoD"], "error: --direction 'CtoD'"),
-        (["--net", "G_C"], "no net 'G_C' in this checkpoint (its nets: D_A, D_B, G_A, G_B)"),
+        (["--net", "G_C"], "no net 'G_C' to translate with in this checkpoint (its exported nets: G_A, G_B)"),
         (["--size", "big"], "error: --size 'big': give N"),
         (["--format", "onnx"], "--format onnx, but the file looks like a torch pickle"),
         (["--tile", "30"], "error: --tile 30: use a multiple of 4"),

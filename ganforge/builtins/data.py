@@ -74,8 +74,8 @@ class PairedFolderParams(FolderParams):
         description="Folder holding train/ and test/ of A|B images side by side (relative to the working "
         "directory)."
     )
-    direction: Literal["AtoB", "BtoA"] = Field(
-        "AtoB", description="AtoB: the left half is A; BtoA: the right half is."
+    a_half: Literal["left", "right"] = Field(
+        "left", description="Which half of each image is domain A (the other is B)."
     )
     test_folder: str = Field(
         "test",
@@ -106,7 +106,7 @@ def build_unpaired_folder(params: UnpairedFolderParams, split: str) -> UnpairedF
 def build_paired_folder(params: PairedFolderParams, split: str) -> PairedFolder:
     """Aligned pairs, A|B side by side in one image (pix2pix layout: root/train/, root/test/)."""
     folder = Path(params.root) / (params.test_folder if split == "test" else split)
-    return PairedFolder(folder, _preprocess(params, split), params.direction, params.on_corrupt)
+    return PairedFolder(folder, _preprocess(params, split), params.a_half, params.on_corrupt)
 
 
 def build_single_folder(params: SingleFolderParams, split: str) -> SingleFolder:

@@ -15,7 +15,6 @@ from ganforge.cli.translate import (
     NetOption,
     PluginOption,
     SourceArg,
-    check_direction,
 )
 from ganforge.errors import GanforgeError
 
@@ -62,7 +61,6 @@ def export(
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
     from ganforge.inference import (
-        DIRECTIONS,
         load_generator,
         max_abs_diff,
         save_onnx,
@@ -70,7 +68,6 @@ def export(
         save_torchscript,
     )
 
-    direction = check_direction(direction)
     formats = list(dict.fromkeys(to or EXPORT_FORMATS))
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
@@ -87,8 +84,8 @@ def export(
         sys.stderr.write(f"note: {note}\n")
     if name is None:
         stem = source.stem if source.is_file() else source.name
-        if generator.kind == "checkpoint":
-            stem = f"{stem}_{net or DIRECTIONS[direction or 'AtoB']}"
+        if generator.net is not None:
+            stem = f"{stem}_{generator.net}"
         name = stem
     targets = {f: out / f"{name}{SUFFIXES[f]}" for f in formats}
     existing = [str(p) for p in targets.values() if p.exists()]
@@ -110,7 +107,8 @@ def export(
             save_safetensors(generator, path)
         else:
             save_torchscript(generator, path)
-        reloaded = load_generator(path, weights_format=fmt, device="cpu", plugins=plugin or [])
+        plugins = generator.plugins or plugin or []
+        reloaded = load_generator(path, weights_format=fmt, device="cpu", plugins=plugins)
         diff = max_abs_diff(generator, reloaded, shape)
         size = path.stat().st_size / 2**20
         checked = "onnxruntime" if fmt == "onnx" else "PyTorch"

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from ganforge.errors import GanforgeError
 from ganforge.recipe import LoadedRecipe, load_recipe
+from ganforge.registry import ComponentSpec
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe TOML file.", show_default=False)]
 SetOption = Annotated[
@@ -36,9 +37,9 @@ def validate(recipe: RecipeArg, set_: SetOption = None) -> None:
     r = loaded.recipe
     model = r.model.params
     parts = [f"model {r.model.type}"]
-    for field in ("generator", "discriminator"):
-        spec = getattr(model, field, None)
-        if spec is not None and hasattr(spec, "type"):
+    for field in type(model).model_fields:  # the components the model names (its nets first, as declared)
+        spec = getattr(model, field)
+        if isinstance(spec, ComponentSpec) and spec.resolved.component.kind in ("generator", "discriminator"):
             parts.append(f"{field} {spec.type}")
     parts.append(f"data {r.data.type}")
     parts.append(f"{r.train.epochs} epochs")
@@ -94,7 +95,7 @@ def run(
     ] = None,
     init_only: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option(help="With --init-from: load only these nets (e.g. G_A; repeatable).", show_default=False),
+        typer.Option(help="With --init-from: load only these nets (by the model's names; repeatable).", show_default=False),
     ] = None,
     allow_version_mismatch: Annotated[
         bool, typer.Option(help="Resume a checkpoint written by another ganforge version.")

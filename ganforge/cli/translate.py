@@ -17,14 +17,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ganforge.errors import GanforgeError, did_you_mean
+from ganforge.errors import GanforgeError
 
 #: Options shared with ``ganforge export``.
 SourceArg = Annotated[
     Path,
     typer.Argument(
         help="Generator: a ganforge checkpoint or run directory, an export (.safetensors, .onnx, TorchScript) "
-        "or another project's weights (e.g. the CycleGAN authors' latest_net_G_A.pth).",
+        "or another project's weights that a plugin reads (see --format).",
         show_default=False,
     ),
 ]
@@ -33,14 +33,15 @@ DirectionOption = Annotated[
     typer.Option(
         "--direction",
         "-d",
-        help="AtoB (the checkpoint's G_A) or BtoA (G_B); files holding one generator need none. [default: AtoB]",
+        help="A translation direction the checkpoint's model declares (e.g. AtoB; also A2B, a-to-b); "
+        "files holding one generator need none. [default: the model's first]",
         show_default=False,
     ),
 ]
 NetOption = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
-        help="Name of the checkpoint's net to use instead of --direction (e.g. G_B).", show_default=False
+        help="Name of one of the checkpoint's exported nets, instead of --direction.", show_default=False
     ),
 ]
 FormatOption = Annotated[
@@ -57,19 +58,6 @@ PluginOption = Annotated[
         "--plugin", "-p", help="Also load this plugin module or .py file (repeatable).", show_default=False
     ),
 ]
-
-
-def check_direction(direction: str | None) -> str | None:
-    """Case-insensitive AtoB / BtoA (also A2B, a-to-b), as the canonical spelling."""
-    from ganforge.inference import DIRECTIONS
-
-    if direction is None:
-        return None
-    key = direction.lower().replace("-", "").replace("_", "").replace("2", "to")
-    for name in DIRECTIONS:
-        if name.lower() == key:
-            return name
-    raise GanforgeError(f"--direction '{direction}'{did_you_mean(direction, DIRECTIONS)}; use AtoB or BtoA")
 
 
 def pick_device(name: str):  # -> torch.device
@@ -148,7 +136,6 @@ def translate(
         translate_files,
     )
 
-    direction = check_direction(direction)
     if image_format not in ("auto", "png", "jpeg", "jpg"):
         raise GanforgeError(f"--image-format '{image_format}': use auto, png or jpeg")
     image_format = "jpeg" if image_format == "jpg" else image_format

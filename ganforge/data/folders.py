@@ -328,7 +328,7 @@ class UnpairedFolders(Dataset):
 class PairedFolder(Dataset):
     """Aligned pairs stored side by side (A left, B right) in ``root/<split>/``, as pix2pix data comes.
 
-    Both halves get the same crop and flip. ``direction="BtoA"`` swaps them.
+    Both halves get the same crop and flip. ``a_half="right"`` swaps them.
     """
 
     paired = True  # every item is a true pair
@@ -337,7 +337,7 @@ class PairedFolder(Dataset):
         self,
         folder: Path,
         transform: Preprocess,
-        direction: Literal["AtoB", "BtoA"] = "AtoB",
+        a_half: Literal["left", "right"] = "left",
         on_corrupt: OnCorrupt = "error",
     ) -> None:
         root = folder.parent
@@ -351,7 +351,7 @@ class PairedFolder(Dataset):
             )
         self.paths = image_folder(folder, "paired image folder")
         self.transform = transform
-        self.direction = direction
+        self.a_half = a_half
         self.reader = ImageReader(on_corrupt)
 
     def __len__(self) -> int:
@@ -369,7 +369,7 @@ class PairedFolder(Dataset):
             a, b = self.transform.same_for_both(left, right)
         except DatasetError as exc:
             raise DatasetError(f"{path} (each half): {exc}") from None
-        return {"A": a, "B": b} if self.direction == "AtoB" else {"A": b, "B": a}
+        return {"A": a, "B": b} if self.a_half == "left" else {"A": b, "B": a}
 
 
 class SingleFolder(Dataset):

@@ -93,6 +93,11 @@ class SyntheticScenes(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def paired(self) -> bool:
+        """Test items show one scene in both appearances (a true pair); training items do not."""
+        return self.split != "train"
+
     def scene(self, stream: str, index: int) -> list[Shape]:
         rng = random.Random(f"{self.seed}/{self.split}/{stream}/{index}")
         return random_scene(rng, self.min_shapes, self.max_shapes)

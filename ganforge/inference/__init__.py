@@ -2,15 +2,16 @@
 
 **Loading** (:func:`load_generator`). The file's kind is read from its first bytes, not its name:
 
-- a ganforge checkpoint (or a run directory: its newest checkpoint). The generator's spec is the
-  recipe's ``model.generator`` section; its weights are the net named by the direction (``G_A`` for
-  A->B, ``G_B`` for B->A) or by ``net``. It is built through the registries, like in training.
+- a ganforge checkpoint (or a run directory: its newest checkpoint). The model is rebuilt from the
+  checkpoint's recipe through the registries, like in training, and its weights loaded; the generator
+  is the net of the direction the model declares (``TrainingModel.directions()``, the first by
+  default) or the exported net named by ``net``.
 - a safetensors export (:func:`save_safetensors`): the spec travels in the file's metadata, so it is
   rebuilt without the recipe.
 - TorchScript and ONNX exports: run as they are (ONNX through onnxruntime).
 - anything else holding tensors (a ``.pth`` state dict, a safetensors file without ganforge metadata)
-  goes to the plugins' ``load_generator_weights`` hook, which recognises its own formats (the
-  CycleGAN plugin reads the authors' ``latest_net_G_A.pth`` files).
+  goes to the plugins' ``load_generator_weights`` hook, which recognises its own formats (a model
+  plugin reads the files of the project its model comes from).
 
 Loading never executes code from a file: pickles are read with ``torch.load(weights_only=True)``,
 which refuses one that would call a function, and safetensors holds tensors only. TorchScript and
@@ -51,9 +52,9 @@ from ganforge.inference.folders import (
     write_image,
 )
 from ganforge.inference.loading import (
-    DIRECTIONS,
     Generator,
     build_generator,
+    choose_net,
     describe_spec,
     load_generator,
     plugin_weights,
@@ -76,7 +77,6 @@ from ganforge.inference.tensors import (
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CORE_FORMATS",
-    "DIRECTIONS",
     "EXPORT_FORMAT",
     "EXPORT_FORMAT_VERSION",
     "IMAGE_SUFFIXES",
@@ -86,6 +86,7 @@ __all__ = [
     "Tiling",
     "TranslateReport",
     "build_generator",
+    "choose_net",
     "describe_spec",
     "downscaled_view",
     "find_images",

@@ -14,7 +14,7 @@ import torch
 
 from ganforge.errors import CheckpointError
 
-#: Formats ganforge reads itself; plugins add their own names (CycleGAN: ``reference``).
+#: Formats ganforge reads itself; plugins add their own names through ``load_generator_weights``.
 CORE_FORMATS = ("auto", "checkpoint", "safetensors", "torchscript", "onnx")
 #: The metadata marker of a safetensors generator export.
 EXPORT_FORMAT = "ganforge.generator"

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ganforge import __version__
-from ganforge.errors import CheckpointError, GanforgeError, PluginError, RecipeError
+from ganforge.errors import CheckpointError, GanforgeError, PluginError, RecipeError, did_you_mean
 from ganforge.inference.files import (
     CHECKPOINT_FORMAT,
     CORE_FORMATS,
@@ -24,11 +24,8 @@ from ganforge.inference.files import (
     read_safetensors,
     sniff,
 )
+from ganforge.model import Direction
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
-
-#: Which net of a ganforge checkpoint each direction uses.
-DIRECTIONS: dict[str, str] = {"AtoB": "G_A", "BtoA": "G_B"}
-
 
 # -------------------------------------------------------------------------------------------------
 # The loaded generator
@@ -48,6 +45,8 @@ class Generator:
     plugin: str | None = None  # the plugin that registered the spec's type
     in_channels: int = 3
     label: str = ""
+    net: str | None = None  # the model's net this generator is, for a ganforge checkpoint
+    plugins: list[str] = field(default_factory=list)  # plugin modules or files it was built with
     notes: list[str] = field(default_factory=list)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -75,14 +74,13 @@ def load_generator(
 ) -> Generator:
     """Load a generator from ``path`` (see the module docstring for the kinds of file).
 
-    ``direction`` (``AtoB``/``BtoA``) or ``net`` picks the net of a ganforge checkpoint; other files
-    hold one generator. ``weights_format`` is ``auto`` (detect), a core format or a plugin's format
+    ``direction`` (one the checkpoint's model declares; default: its first)
+    or ``net`` (one of its exported nets) picks the net of a ganforge checkpoint; other files hold one
+    generator. ``weights_format`` is ``auto`` (detect), a core format or a plugin's format
     name. ``plugins`` are extra plugin modules or files (a recipe's plugins are loaded as well).
     """
     path = Path(path)
     device = torch.device(device)
-    if direction is not None and direction not in DIRECTIONS:
-        raise GanforgeError(f"direction '{direction}': use one of {', '.join(DIRECTIONS)}")
     if path.is_dir():
         if weights_format not in ("auto", "checkpoint"):
             raise CheckpointError(f"{path}: is a folder; --format {weights_format} needs a file")
@@ -179,29 +177,72 @@ def _from_checkpoint(
     device: torch.device,
     plugins: Sequence[str],
 ) -> Generator:
+    """Rebuild the checkpoint's model from its recipe, load its weights, and take the net of the
+    direction (or the named net) the model declares."""
     recipe = data.get("recipe") if isinstance(data.get("recipe"), Mapping) else {}
-    model = recipe.get("model") if isinstance(recipe.get("model"), Mapping) else {}
-    spec = model.get("generator")
-    if not isinstance(spec, Mapping):
-        raise CheckpointError(
-            f"{path}: its recipe's model ('{model.get('type')}') has no generator section to rebuild a generator from"
-        )
-    net = net or DIRECTIONS[direction or "AtoB"]
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    plugin_set = _plugin_set([*recipe.get("plugins", []), *plugins], run_dir)
+    registries = collect_registries(plugin_set)
+    try:
+        spec = registries.resolve("model", recipe.get("model") or {}, "model")
+    except RecipeError as exc:
+        raise CheckpointError(*(f"{path} (its recipe): {line}" for line in exc.lines)) from None
+    model = spec.build(int(recipe.get("seed", 0)))
+    chosen, declared = choose_net(model, direction, net, str(path))
     weights = data.get("model") if isinstance(data.get("model"), Mapping) else {}
     state = {
-        k[len(net) + 1 :]: v for k, v in weights.items() if k.startswith(f"{net}.") and torch.is_tensor(v)
+        k[len(chosen) + 1 :]: v
+        for k, v in weights.items()
+        if k.startswith(f"{chosen}.") and torch.is_tensor(v)
     }
     if not state:
         nets = sorted({k.split(".")[0] for k, v in weights.items() if torch.is_tensor(v)})
         raise CheckpointError(
-            f"{path}: no net '{net}' in this checkpoint (its nets: {', '.join(nets) or 'none'})"
+            f"{path}: no net '{chosen}' in this checkpoint (its nets: {', '.join(nets) or 'none'})"
         )
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    plugin_set = _plugin_set([*recipe.get("plugins", []), *plugins], run_dir)
-    module, plugin = build_generator(dict(spec), state, plugin_set, f"{path} ({net})")
+    module = getattr(model, chosen)
+    generator_spec = _plain_spec(declared.generator) if declared is not None else None
+    load_strict(module, state, generator_spec or {"type": chosen}, f"{path} ({chosen})")
     epoch = data.get("epoch")
-    label = f"{net} of {path.name}" + (f" (epoch {epoch})" if isinstance(epoch, int) else "")
-    return _module_generator(module, "checkpoint", path, device, dict(spec), plugin, label)
+    label = f"{chosen} of {path.name}" + (f" (epoch {epoch})" if isinstance(epoch, int) else "")
+    plugin = declared.generator.resolved.component.plugin if generator_spec is not None else None
+    generator = _module_generator(module, "checkpoint", path, device, generator_spec, plugin, label)
+    generator.net = chosen
+    generator.plugins = list(dict.fromkeys([*recipe.get("plugins", []), *plugins]))
+    return generator
+
+
+def choose_net(model: Any, direction: str | None, net: str | None, source: str) -> tuple[str, Direction | None]:
+    """The net to translate with: the named one (among the model's exported nets), else the net of the
+    named direction, else of the model's first direction. Returns it with its direction, if it has one."""
+    directions: list[Direction] = model.directions()
+    if net is not None:
+        exported = model.exported_nets()
+        if net not in exported:
+            raise CheckpointError(
+                f"{source}: no net '{net}' to translate with in this checkpoint "
+                f"(its exported nets: {', '.join(exported) or 'none'})"
+            )
+        return net, next((d for d in directions if d.net == net), None)
+    if not directions:
+        raise CheckpointError(f"{source}: {type(model).__name__} declares no translation directions")
+    if direction is None:
+        return directions[0].net, directions[0]
+    for d in directions:
+        if d.matches(direction):
+            return d.net, d
+    names = [d.name for d in directions]
+    listed = ", ".join(f"{d.name} ({d.source} -> {d.target})" for d in directions)
+    raise GanforgeError(f"--direction '{direction}'{did_you_mean(direction, names)}; this model's directions: {listed}")
+
+
+def _plain_spec(spec: Any) -> dict[str, Any] | None:
+    """A component spec as a recipe would write it (``type`` plus every param)."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    return {"type": spec.type, **spec.params.model_dump(mode="json", exclude_none=True)}
 
 
 def _from_export(
@@ -283,7 +324,7 @@ def plugin_weights(
     if weights_format is not None:
         raise CheckpointError(
             f"{path}: no plugin reads format '{weights_format}' (ganforge reads {', '.join(CORE_FORMATS[1:])}; "
-            "plugins add their own, such as the CycleGAN plugin's 'reference')"
+            "plugins add their own: see `ganforge plugins`)"
         )
     keys = ", ".join(sorted(state)[:4]) + (" ..." if len(state) > 4 else "")
     raise CheckpointError(
@@ -302,6 +343,12 @@ def build_generator(
     except RecipeError as exc:
         raise CheckpointError(*(f"{source}: {line}" for line in exc.lines)) from None
     module = resolved.build()
+    load_strict(module, state, spec, source)
+    return module, resolved.resolved.component.plugin
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], spec: Mapping[str, Any], source: str) -> None:
+    """Load ``state`` into ``module`` with ``strict=True``, first listing what does not fit, if anything."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -321,7 +368,6 @@ def build_generator(
             + "; ".join(parts)
         )
     module.load_state_dict(state, strict=True)
-    return module, resolved.resolved.component.plugin
 
 
 def describe_spec(spec: Mapping[str, Any]) -> str:

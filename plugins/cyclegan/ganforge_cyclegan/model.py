@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ganforge import ComponentSpec, Optimizers, Params, TrainingModel, component_field
+from ganforge import ComponentSpec, Direction, Optimizers, Params, TrainingModel, component_field
 
 
 class CycleGANParams(Params):
@@ -54,6 +54,13 @@ class CycleGAN(TrainingModel):
         self.cycle_loss = params.cycle_loss.build()
         self.pool_A = params.pool.build(seed)  # generated A images (G_B's), for D_B
         self.pool_B = params.pool.build(seed + 1)  # generated B images (G_A's), for D_A
+
+    def directions(self) -> list[Direction]:
+        """AtoB through G_A and BtoA through G_B: the authors' names, which ``--direction`` takes."""
+        return [
+            Direction("AtoB", "A", "B", "G_A", self.p.generator),
+            Direction("BtoA", "B", "A", "G_B", self.p.generator),
+        ]
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
