@@ -47,9 +47,9 @@ from ganforge.evaluation import (  # noqa: E402
     EvalResult,
     evaluate,
     identity_translators,
-    resolve_metrics,
     translators_of,
 )
+from ganforge.metrics import resolve_metrics  # noqa: E402
 from ganforge.recipe import load_recipe  # noqa: E402
 
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"

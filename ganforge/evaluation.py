@@ -16,13 +16,12 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ganforge.errors import GanforgeError, RecipeError
-from ganforge.registry import ComponentSpec, Registries
+from ganforge.errors import GanforgeError
+from ganforge.registry import ComponentSpec
 
 #: The metrics ``ganforge eval`` and ``[eval]`` use unless told otherwise.
 DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "psnr", "ssim", "l1")
@@ -68,39 +67,6 @@ def domain_counts(dataset: Any, domains: Sequence[str]) -> dict[str, int]:
     if isinstance(sizes, Mapping):
         counts.update({d: min(n, int(v)) for d, v in sizes.items() if d in counts})
     return counts
-
-
-def resolve_metrics(
-    registries: Registries,
-    specs: Sequence[str | Mapping[str, Any]],
-    path: str = "eval.metrics",
-    inception_weights: str | None = None,
-) -> dict[str, ComponentSpec]:
-    """Metric names or ``{type = ..., params}`` tables -> resolved specs by name (errors carry a path)."""
-    resolved: dict[str, ComponentSpec] = {}
-    errors: list[str] = []
-    for i, spec in enumerate(specs):
-        data = {"type": spec} if isinstance(spec, str) else dict(spec)
-        registry = registries["metric"]
-        component = (
-            registry.get(data["type"])
-            if isinstance(data.get("type"), str) and data["type"] in registry
-            else None
-        )
-        if inception_weights and component is not None and "weights" in component.params.model_fields:
-            data.setdefault("weights", inception_weights)
-        try:
-            item = registries.resolve("metric", data, f"{path}[{i}]")
-        except RecipeError as exc:
-            errors.extend(exc.lines)
-            continue
-        name = str(item.type)
-        if name in resolved:
-            errors.append(f"{path}[{i}]: metric '{name}' is listed twice")
-        resolved[name] = item
-    if errors:
-        raise RecipeError(*errors)
-    return resolved
 
 
 @dataclass
@@ -224,42 +190,3 @@ def weights_info(metrics: Mapping[str, ComponentSpec]) -> dict[str, Any]:
                 }
             }
     return {}
-
-
-# ------------------------------------------------------------------------------- from a checkpoint
-
-
-@dataclass
-class LoadedRun:
-    model: Any
-    recipe: Any
-    registries: Registries
-    checkpoint: Path
-    epoch: int
-    step: int
-
-
-def load_run(path: Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu") -> LoadedRun:
-    """A run directory or checkpoint -> its model (weights loaded, eval mode) and resolved recipe."""
-    from ganforge.engine.resume import find_checkpoint
-    from ganforge.recipe import apply_overrides, validate_recipe
-
-    checkpoint, state = find_checkpoint(path)
-    saved = state.get("recipe")
-    if not isinstance(saved, dict):
-        raise GanforgeError(f"{checkpoint}: holds no recipe")
-    try:
-        loaded = validate_recipe(apply_overrides(saved, overrides), base_dir=Path.cwd())
-    except GanforgeError as exc:
-        raise type(exc)(*(f"{checkpoint} (its recipe): {line}" for line in exc.lines)) from None
-    recipe = loaded.recipe
-    model = recipe.model.build(recipe.seed)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise GanforgeError(f"{checkpoint}: weights do not fit the recipe's model: {first}") from None
-    model.to(device).eval()
-    return LoadedRun(
-        model, recipe, loaded.registries, checkpoint, int(state.get("epoch", 0)), int(state.get("step", 0))
-    )

@@ -128,6 +128,18 @@ def register_metrics(register: Register) -> None:
     """
 
 
+@hookspec
+def register_callbacks(register: Register) -> None:
+    """Register callbacks: loggers, experiment trackers, anything that watches a run.
+
+    Factory: ``factory(params) -> object`` with any of ``on_train_start(trainer)``,
+    ``on_step_end(trainer, losses)`` (``losses`` is ``None`` between log steps), ``on_epoch_end(trainer,
+    losses)`` and ``on_train_end(trainer)`` (see :class:`ganforge.engine.callbacks.Callback`). A recipe
+    turns one on with a ``[[callbacks]]`` table (``type`` plus params). Files go through
+    ``trainer.run_dir``, which writes nothing on ranks other than 0.
+    """
+
+
 # -------------------------------------------------------------------------------------------------
 # Foreign weight files
 # -------------------------------------------------------------------------------------------------

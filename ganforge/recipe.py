@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganforge.errors import GanforgeError, RecipeError
+from ganforge.metrics import resolve_metrics
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.registry import ComponentSpec, Registries, format_validation_error
 
@@ -156,6 +157,10 @@ class Recipe(_Section):
     train: TrainSection
     output: OutputSection = Field(default_factory=OutputSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    callbacks: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="Callbacks a plugin registers (loggers, trackers): [[callbacks]] tables with type and params.",
+    )
 
     #: Component sections and their kinds, resolved against the registries.
     COMPONENT_SECTIONS: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -302,10 +307,19 @@ def validate_recipe(
             continue
         if isinstance(spec, ComponentSpec):
             spec._resolved = resolved.resolved
+    raw_callbacks = recipe.callbacks if recipe is not None else data.get("callbacks", [])
+    for i, spec in enumerate(raw_callbacks if isinstance(raw_callbacks, list) else []):
+        if not isinstance(spec, (ComponentSpec, dict)):
+            continue
+        try:
+            resolved = registries.resolve("callback", spec, f"callbacks[{i}]")
+        except RecipeError as exc:
+            errors.extend(exc.lines)
+            continue
+        if isinstance(spec, ComponentSpec):
+            spec._resolved = resolved.resolved
     if recipe is not None:
         # metric names are resolved here too, so a typo fails now and not at the first evaluation
-        from ganforge.evaluation import resolve_metrics
-
         try:
             resolve_metrics(registries, recipe.eval.metrics, "eval.metrics", recipe.eval.inception_weights)
         except RecipeError as exc:

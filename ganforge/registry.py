@@ -38,6 +38,10 @@ class Kind:
     check: Callable[[Any], bool]
 
 
+#: What the engine calls on a callback; a callback component defines any of them.
+CALLBACK_METHODS = ("on_train_start", "on_step_end", "on_epoch_end", "on_train_end")
+
+
 def _module(obj: Any) -> bool:
     return isinstance(obj, nn.Module)
 
@@ -59,6 +63,12 @@ KIND_TABLE: tuple[Kind, ...] = (
     Kind("dataset", "register_datasets", "a dataset with __len__ and __getitem__", _has("__len__", "__getitem__")),
     Kind("model", "register_models", "a ganforge TrainingModel", lambda o: isinstance(o, TrainingModel)),
     Kind("metric", "register_metrics", "a metric with update() and compute()", _has("update", "compute")),
+    Kind(
+        "callback",
+        "register_callbacks",
+        "a callback with on_train_start/on_step_end/on_epoch_end/on_train_end",
+        lambda o: any(callable(getattr(o, name, None)) for name in CALLBACK_METHODS),
+    ),
 )
 KINDS: tuple[str, ...] = tuple(kind.name for kind in KIND_TABLE)
 _BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KIND_TABLE}

@@ -29,15 +29,17 @@ def run_cli(
     env: dict[str, str] | None = None,
     pythonpath: Path | None = None,
     timeout: float = 300,
+    module: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ganforge ARGS`` (no GANFORGE_* variables unless given) and return the result."""
+    """Run ``python -m ganforge ARGS`` (``python ARGS`` with ``module=False``; no GANFORGE_* variables
+    unless given) and return the result."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GANFORGE_")}
     full_env["COLUMNS"] = "200"
     if pythonpath is not None:
         full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), full_env.get("PYTHONPATH")) if p)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "ganforge", *args],
+        [sys.executable, *(["-m", "ganforge"] if module else []), *args],
         cwd=cwd or ROOT,
         env=full_env,
         capture_output=True,

@@ -24,10 +24,10 @@ from ganforge.evaluation import (
     evaluate,
     identity_translators,
     is_paired,
-    load_run,
-    resolve_metrics,
     translators_of,
 )
+from ganforge.inference import load_run
+from ganforge.metrics import resolve_metrics
 from ganforge.metrics import weights as weights_module
 from ganforge.metrics.weights import packaged_path
 from ganforge.plugins import collect_registries, make_plugin_manager

@@ -10,7 +10,6 @@ from pydantic import Field
 from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import NoParams, Params
 
-
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 

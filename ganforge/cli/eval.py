@@ -12,7 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ganforge.engine.resume import run_dir_of
+from ganforge.engine.runtime import select_device
 from ganforge.errors import GanforgeError
+from ganforge.evaluation import evaluate, translators_of, weights_info
+from ganforge.inference import load_run
+from ganforge.metrics import resolve_metrics
 
 # typer reads these annotations at run time and needs Optional, not "X | None"
 OptionalStrings = Optional[list[str]]  # noqa: UP045
@@ -99,10 +104,6 @@ def eval_command(
     ] = None,
 ) -> None:
     """Score a run on its dataset's test split: FID and KID both ways, PSNR/SSIM/L1 where pairs exist."""
-    from ganforge.engine.resume import run_dir_of
-    from ganforge.engine.runtime import select_device
-    from ganforge.evaluation import evaluate, load_run, resolve_metrics, translators_of, weights_info
-
     console = Console(highlight=False, soft_wrap=True)
     run = load_run(target, set_ or [])
     recipe = run.recipe

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from ganforge import api
 from ganforge.cli.translate import (
     DirectionOption,
     FormatOption,
@@ -17,9 +18,9 @@ from ganforge.cli.translate import (
     SourceArg,
 )
 from ganforge.errors import GanforgeError
+from ganforge.inference import load_generator
 
-EXPORT_FORMATS = ("safetensors", "onnx", "torchscript")
-SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
+EXPORT_FORMATS = tuple(api.EXPORT_SUFFIXES)
 
 
 def export(
@@ -60,14 +61,6 @@ def export(
     plugin: PluginOption = None,
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
-    from ganforge.inference import (
-        load_generator,
-        max_abs_diff,
-        save_onnx,
-        save_safetensors,
-        save_torchscript,
-    )
-
     formats = list(dict.fromkeys(to or EXPORT_FORMATS))
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
@@ -84,37 +77,27 @@ def export(
         sys.stderr.write(f"note: {note}\n")
     if name is None:
         stem = source.stem if source.is_file() else source.name
-        if generator.net is not None:
-            stem = f"{stem}_{generator.net}"
-        name = stem
-    targets = {f: out / f"{name}{SUFFIXES[f]}" for f in formats}
-    existing = [str(p) for p in targets.values() if p.exists()]
-    if existing and not overwrite:
-        raise GanforgeError(
-            f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name"
-        )
+        name = f"{stem}_{generator.net}" if generator.net is not None else stem
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"generator: {generator.label}")
-    shape = (1, generator.in_channels, check_size, check_size + 8)  # not square: height and width stay apart
-    if onnx_exporter not in ("dynamo", "torchscript"):
-        raise GanforgeError(f"--onnx-exporter '{onnx_exporter}': use dynamo or torchscript")
-    for fmt, path in targets.items():
-        how = ""
-        if fmt == "onnx":
-            used = save_onnx(generator, path, opset=opset, exporter=onnx_exporter)
-            how = f", {used} exporter, opset {opset}"
-        elif fmt == "safetensors":
-            save_safetensors(generator, path)
-        else:
-            save_torchscript(generator, path)
-        plugins = generator.plugins or plugin or []
-        reloaded = load_generator(path, weights_format=fmt, device="cpu", plugins=plugins)
-        diff = max_abs_diff(generator, reloaded, shape)
-        size = path.stat().st_size / 2**20
-        checked = "onnxruntime" if fmt == "onnx" else "PyTorch"
+    written = api.export(
+        generator,
+        out,
+        to=formats,
+        name=name,
+        opset=opset,
+        onnx_exporter=onnx_exporter,
+        check_size=check_size,
+        overwrite=overwrite,
+        plugins=plugin or [],
+    )
+    shape = f"1x{generator.in_channels}x{check_size}x{check_size + 8}"
+    for item in written:
+        size = item.path.stat().st_size / 2**20
+        checked = "onnxruntime" if item.format == "onnx" else "PyTorch"
         console.print(
-            f"{fmt:<12} {path}  {size:.1f} MiB  max abs diff vs PyTorch {diff:.2e} "
-            f"({checked}, random {'x'.join(map(str, shape))} input{how})"
+            f"{item.format:<12} {item.path}  {size:.1f} MiB  max abs diff vs PyTorch {item.max_abs_diff:.2e} "
+            f"({checked}, random {shape} input{item.how})"
         )
 
 

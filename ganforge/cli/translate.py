@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -17,7 +18,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ganforge import api
+from ganforge.engine.runtime import select_device
 from ganforge.errors import GanforgeError
+from ganforge.inference import Job, Tiling, load_generator, parse_size
 
 #: Options shared with ``ganforge export``.
 SourceArg = Annotated[
@@ -60,9 +64,7 @@ PluginOption = Annotated[
 ]
 
 
-def pick_device(name: str):  # -> torch.device
-    from ganforge.engine.runtime import select_device
-
+def pick_device(name: str) -> torch.device:
     try:
         return select_device(name)
     except GanforgeError as exc:
@@ -126,16 +128,6 @@ def translate(
     plugin: PluginOption = None,
 ) -> None:
     """Translate an image or a folder of images with a trained generator, keeping file names and folders."""
-    from ganforge.inference import (
-        Job,
-        Tiling,
-        find_images,
-        load_generator,
-        output_suffix,
-        parse_size,
-        translate_files,
-    )
-
     if image_format not in ("auto", "png", "jpeg", "jpg"):
         raise GanforgeError(f"--image-format '{image_format}': use auto, png or jpeg")
     image_format = "jpeg" if image_format == "jpg" else image_format
@@ -146,27 +138,7 @@ def translate(
     if tile and tile_overlap * 2 > tile:
         raise GanforgeError(f"--tile-overlap {tile_overlap}: at most half of --tile ({tile})")
     wanted = parse_size(size)
-    if inputs.is_dir() and out.resolve() == inputs.resolve():
-        raise GanforgeError(f"--out {out}: is the input folder; write the translations somewhere else")
-    found = find_images(inputs, exclude=out)
-    if not found:
-        raise GanforgeError(f"{inputs}: no images (looked for .png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff)")
-    jobs = [
-        Job(path, out / relative.with_suffix(output_suffix(path, image_format))) for path, relative in found
-    ]
-    targets: dict[Path, Path] = {}
-    for job in jobs:
-        if job.target in targets:
-            raise GanforgeError(
-                f"{targets[job.target]} and {job.source} would both be written to {job.target}"
-            )
-        targets[job.target] = job.source
-    existing = [job.target for job in jobs if job.target.exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise GanforgeError(
-            f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another --out"
-        )
+    jobs = api.plan_translation(inputs, out, image_format, overwrite)
 
     generator = load_generator(
         source,
@@ -219,10 +191,13 @@ def translate(
                 tiles = progress.add_task("  tiles", total=total)
             progress.update(tiles, completed=done)
 
-        report = translate_files(
+        report = api.translate(
             generator,
-            jobs,
+            inputs,
+            out,
             size=wanted,
+            image_format=image_format,
+            overwrite=overwrite,
             batch_size=batch_size,
             tiling=tiling,
             quality=quality,

@@ -165,7 +165,7 @@ def _open(url: str, offset: int) -> http.client.HTTPResponse | None:
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT_S)  # noqa: S310 (http(s) checked)
+        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             exc.close()

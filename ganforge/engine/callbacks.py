@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from ganforge.engine.images import png_bytes, sample_grid
+from ganforge.registry import CALLBACK_METHODS
 
 if TYPE_CHECKING:
     from ganforge.engine.trainer import Trainer
@@ -36,6 +37,18 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
 
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def as_callback(obj: Any) -> Callback:
+    """A plugin's callback object that defines only some of the four methods, as a full :class:`Callback`."""
+    if isinstance(obj, Callback):
+        return obj
+    adapter = Callback()
+    for name in CALLBACK_METHODS:
+        method = getattr(obj, name, None)
+        if callable(method):
+            setattr(adapter, name, method)
+    return adapter
 
 
 def format_losses(losses: dict[str, float]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ganforge import __version__
+from ganforge._version import __version__
 from ganforge.errors import CheckpointError
 
 FORMAT = "ganforge.checkpoint"

@@ -30,6 +30,8 @@ from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import rng_state, set_rng_state
 from ganforge.engine.report import loss_curves_png, metric_curves_png, read_jsonl, render_report
 from ganforge.errors import GanforgeError
+from ganforge.evaluation import evaluate, translators_of
+from ganforge.metrics import resolve_metrics
 
 if TYPE_CHECKING:
     from ganforge.engine.trainer import Trainer
@@ -56,8 +58,6 @@ class MetricEvaluation(Callback):
     """Scores the model on the test split every ``every_epochs`` epochs; keeps ``checkpoints/best.pt``."""
 
     def __init__(self, section: EvalSection, registries: Registries, console: Console | None = None) -> None:
-        from ganforge.evaluation import resolve_metrics
-
         self.section = section
         self.console = console
         self.metrics = resolve_metrics(registries, section.metrics, "eval.metrics", section.inception_weights)
@@ -111,8 +111,6 @@ class MetricEvaluation(Callback):
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
         if not self.due(trainer):
             return
-        from ganforge.evaluation import evaluate, translators_of
-
         model = trainer.model
         device = next(iter(model.parameters())).device
         was_training = model.training

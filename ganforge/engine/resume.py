@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge import __version__
+from ganforge._version import __version__
 from ganforge.engine.checkpoint import load_checkpoint
 from ganforge.engine.rundir import RunDir
 from ganforge.errors import CheckpointError, GanforgeError

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ganforge import __version__
+from ganforge._version import __version__
 from ganforge.data.sampling import EpochSampler, SeededItems
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
-from ganforge.model import Optimizers
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import CheckpointError, DatasetError, GanforgeError, TrainingError
+from ganforge.model import Optimizers
 from ganforge.recipe import Recipe
 
 #: Exit codes of a run stopped by a signal (128 + signal number, as shells report them).
@@ -56,8 +56,7 @@ def _unwrap_worker_error(exc: GanforgeError) -> GanforgeError:
     last = [line for line in str(exc).splitlines() if line.strip()][-1]
     prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
     for p in (prefix, f"{type(exc).__name__}: "):
-        if last.startswith(p):
-            last = last[len(p) :]
+        last = last.removeprefix(p)
     return type(exc)(last)
 
 

@@ -53,10 +53,12 @@ from ganforge.inference.folders import (
 )
 from ganforge.inference.loading import (
     Generator,
+    LoadedRun,
     build_generator,
     choose_net,
     describe_spec,
     load_generator,
+    load_run,
     plugin_weights,
 )
 from ganforge.inference.tensors import (
@@ -83,6 +85,7 @@ __all__ = [
     "PAD_MULTIPLE",
     "Generator",
     "Job",
+    "LoadedRun",
     "Tiling",
     "TranslateReport",
     "build_generator",
@@ -94,6 +97,7 @@ __all__ = [
     "image_size",
     "image_to_tensor",
     "load_generator",
+    "load_run",
     "max_abs_diff",
     "output_size",
     "output_suffix",

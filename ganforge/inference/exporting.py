@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganforge import __version__
+from ganforge._version import __version__
 from ganforge.errors import GanforgeError
 from ganforge.inference.files import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
 from ganforge.inference.loading import Generator

@@ -12,7 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge import __version__
+from ganforge._version import __version__
+from ganforge.engine.checkpoint import FORMAT_VERSION
+from ganforge.engine.resume import find_checkpoint
 from ganforge.errors import CheckpointError, GanforgeError, PluginError, RecipeError, did_you_mean
 from ganforge.inference.files import (
     CHECKPOINT_FORMAT,
@@ -26,6 +28,8 @@ from ganforge.inference.files import (
 )
 from ganforge.model import Direction
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
+from ganforge.recipe import apply_overrides, validate_recipe
+from ganforge.registry import Registries
 
 # -------------------------------------------------------------------------------------------------
 # The loaded generator
@@ -84,8 +88,6 @@ def load_generator(
     if path.is_dir():
         if weights_format not in ("auto", "checkpoint"):
             raise CheckpointError(f"{path}: is a folder; --format {weights_format} needs a file")
-        from ganforge.engine.resume import find_checkpoint
-
         checkpoint, data = find_checkpoint(path)
         return _from_checkpoint(checkpoint, data, direction, net, device, plugins)
     if not path.is_file():
@@ -128,8 +130,6 @@ def load_generator(
         if isinstance(data, Mapping) and data.get("format") == CHECKPOINT_FORMAT:
             if weights_format not in ("auto", "checkpoint"):
                 raise CheckpointError(f"{path}: a ganforge checkpoint, not format '{weights_format}'")
-            from ganforge.engine.checkpoint import FORMAT_VERSION
-
             if data.get("format_version") != FORMAT_VERSION:
                 raise CheckpointError(
                     f"{path}: checkpoint format {data.get('format_version')} written by ganforge "
@@ -438,3 +438,41 @@ def _from_onnx(path: Path, device: torch.device) -> Generator:
     generator = Generator(run, "onnx", path, device, None, None, None, channels, f"{path.name} (ONNX)")
     generator.notes.extend(notes)
     return generator
+
+
+# -------------------------------------------------------------------------------------------------
+# A whole run, for evaluation
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedRun:
+    model: Any
+    recipe: Any
+    registries: Registries
+    checkpoint: Path
+    epoch: int
+    step: int
+
+
+def load_run(path: Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu") -> LoadedRun:
+    """A run directory or checkpoint -> its model (weights loaded, eval mode) and resolved recipe."""
+    checkpoint, state = find_checkpoint(path)
+    saved = state.get("recipe")
+    if not isinstance(saved, dict):
+        raise GanforgeError(f"{checkpoint}: holds no recipe")
+    try:
+        loaded = validate_recipe(apply_overrides(saved, overrides), base_dir=Path.cwd())
+    except GanforgeError as exc:
+        raise type(exc)(*(f"{checkpoint} (its recipe): {line}" for line in exc.lines)) from None
+    recipe = loaded.recipe
+    model = recipe.model.build(recipe.seed)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GanforgeError(f"{checkpoint}: weights do not fit the recipe's model: {first}") from None
+    model.to(device).eval()
+    return LoadedRun(
+        model, recipe, loaded.registries, checkpoint, int(state.get("epoch", 0)), int(state.get("step", 0))
+    )

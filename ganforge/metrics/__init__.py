@@ -14,7 +14,13 @@ Two optional attributes tell the evaluation how to use a metric (:class:`Metric`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
+
+from ganforge.errors import RecipeError
+from ganforge.registry import ComponentSpec, Registries
 
 
 class Metric:
@@ -42,3 +48,36 @@ def check_batches(name: str, real: torch.Tensor, fake: torch.Tensor, *, same_sha
         )
     if same_shape and real.shape != fake.shape:
         raise ValueError(f"{name}: real {tuple(real.shape)} and fake {tuple(fake.shape)} differ in shape")
+
+
+def resolve_metrics(
+    registries: Registries,
+    specs: Sequence[str | Mapping[str, Any]],
+    path: str = "eval.metrics",
+    inception_weights: str | None = None,
+) -> dict[str, ComponentSpec]:
+    """Metric names or ``{type = ..., params}`` tables -> resolved specs by name (errors carry a path)."""
+    resolved: dict[str, ComponentSpec] = {}
+    errors: list[str] = []
+    for i, spec in enumerate(specs):
+        data = {"type": spec} if isinstance(spec, str) else dict(spec)
+        registry = registries["metric"]
+        component = (
+            registry.get(data["type"])
+            if isinstance(data.get("type"), str) and data["type"] in registry
+            else None
+        )
+        if inception_weights and component is not None and "weights" in component.params.model_fields:
+            data.setdefault("weights", inception_weights)
+        try:
+            item = registries.resolve("metric", data, f"{path}[{i}]")
+        except RecipeError as exc:
+            errors.extend(exc.lines)
+            continue
+        name = str(item.type)
+        if name in resolved:
+            errors.append(f"{path}[{i}]: metric '{name}' is listed twice")
+        resolved[name] = item
+    if errors:
+        raise RecipeError(*errors)
+    return resolved

@@ -1,0 +1,370 @@
+"""The Python API: what the command line calls, and what users and benchmarks call.
+
+.. code-block:: python
+
+    import ganforge
+
+    run = ganforge.train("recipes/quickstart.toml", overrides=["train.epochs=1"])
+    generator = ganforge.load(run.path)  # the model's first declared direction
+    ganforge.translate(generator, "photos/", "translated/")
+    scores = ganforge.evaluate(run.path, metrics=["l1", "psnr"])
+    ganforge.export(generator, "exported/", to=["safetensors"])
+
+Every function raises :class:`ganforge.GanforgeError` (one line per problem) for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from ganforge.engine.callbacks import Callback, Checkpoints, MetricsLog, ProgressBar, SampleGrids, as_callback
+from ganforge.engine.reporting import LossCurves, MetricEvaluation, Report, TensorBoardLog
+from ganforge.engine.resume import check_compatible, find_checkpoint, run_dir_of
+from ganforge.engine.resume import init_from as load_init
+from ganforge.engine.rundir import RunDir
+from ganforge.engine.runtime import make_runtime, select_device
+from ganforge.engine.trainer import Trainer, describe_run
+from ganforge.errors import GanforgeError
+from ganforge.evaluation import EvalResult, translators_of
+from ganforge.evaluation import evaluate as evaluate_translators
+from ganforge.inference import (
+    Generator,
+    Job,
+    Tiling,
+    TranslateReport,
+    find_images,
+    load_generator,
+    load_run,
+    max_abs_diff,
+    output_suffix,
+    save_onnx,
+    save_safetensors,
+    save_torchscript,
+    translate_files,
+)
+from ganforge.metrics import resolve_metrics
+from ganforge.recipe import LoadedRecipe, apply_overrides, load_recipe, validate_recipe
+
+#: What ``export`` writes, and the suffix of each.
+EXPORT_SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) training run."""
+
+    path: Path  # the run directory
+    recipe: Any  # the resolved ganforge.recipe.Recipe
+    losses: dict[str, float]  # the last epoch's mean losses
+    trainer: Trainer  # model, optimizers, counters: everything the loop had
+    evaluation: EvalResult | None = None  # the last evaluation during training, if the recipe asked
+    seconds: float = 0.0
+    failed_plugins: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.trainer.model
+
+
+def _new_run_dir(root: Path, name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{name}-{stamp}-{n}"
+    return path
+
+
+@contextlib.contextmanager
+def polite_signals(trainer: Trainer, enabled: bool = True) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the trainer to save and stop at the next step; a second SIGINT aborts."""
+    if not enabled:
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if trainer.stop_requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop(name)
+        sys.stderr.write(f"{name}: saving a checkpoint at the end of this step (Ctrl-C again to abort)\n")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _resumed_recipe(
+    state: dict[str, Any], checkpoint: Path, recipe: str | Path | None, overrides: Sequence[str]
+) -> LoadedRecipe:
+    if recipe is not None:
+        return load_recipe(recipe, overrides)
+    saved = state.get("recipe")
+    if not isinstance(saved, dict):
+        raise GanforgeError(f"{checkpoint}: holds no recipe; name the recipe file as well")
+    try:
+        return validate_recipe(apply_overrides(saved, overrides), base_dir=Path.cwd())
+    except GanforgeError as exc:
+        raise type(exc)(*(f"{checkpoint} (its recipe): {line}" for line in exc.lines)) from None
+
+
+def train(
+    recipe: str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    init_only: Sequence[str] = (),
+    callbacks: Sequence[Callback] = (),
+    console: Console | None = None,
+    handle_signals: bool = False,
+    allow_version_mismatch: bool = False,
+) -> Run:
+    """Train from a recipe file, or continue a run (``resume``: its directory or a checkpoint).
+
+    ``overrides`` are ``KEY.PATH=VALUE`` strings, as ``--set`` takes them. ``callbacks`` run after the
+    built-in ones and those the recipe's ``[[callbacks]]`` build. ``handle_signals`` makes SIGINT and
+    SIGTERM save a checkpoint and stop (the command line turns it on; it needs the main thread).
+    """
+    console = console or Console(highlight=False, soft_wrap=True)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume is not None and init_from is not None:
+        raise GanforgeError("--resume continues a run; --init-from starts a new one: use one of them")
+    if init_only and init_from is None:
+        raise GanforgeError("--init-only needs --init-from")
+    state = None
+    checkpoint = None
+    if resume is not None:
+        checkpoint, state = find_checkpoint(Path(resume))
+        if run_dir is not None and run_dir.resolve() != run_dir_of(checkpoint).resolve():
+            raise GanforgeError("--run-dir cannot be given with --resume: the run continues in its own directory")
+        run_dir = run_dir_of(checkpoint)
+        loaded = _resumed_recipe(state, checkpoint, recipe, overrides)
+        check_compatible(state, checkpoint, loaded.recipe.to_dict(), allow_version_mismatch)
+    elif recipe is None:
+        raise GanforgeError("name a recipe file (or --resume RUN_DIR)")
+    else:
+        loaded = load_recipe(recipe, overrides)
+        if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
+            raise GanforgeError(
+                f"run directory {run_dir} already exists and is not empty; choose another --run-dir "
+                f"or continue it with --resume {run_dir}"
+            )
+    for plugin in loaded.plugins.failed:
+        sys.stderr.write(f"warning: plugin '{plugin.name}' ({plugin.source}) skipped: {plugin.error}\n")
+    r = loaded.recipe
+    path = run_dir if run_dir is not None else _new_run_dir(Path(r.output.root), r.name)
+    runtime = make_runtime(r.train)
+    out = RunDir(path, is_main=runtime.is_main)
+    built: list[Callback] = [
+        ProgressBar(console),
+        MetricsLog(),
+        SampleGrids(r.output.sample_every),
+        Checkpoints(r.output.checkpoint_every, r.output.keep_last, r.output.checkpoint_every_steps),
+    ]
+    evaluation = MetricEvaluation(r.eval, loaded.registries, console) if r.eval.every_epochs else None
+    built += [evaluation] if evaluation is not None else []
+    built += [TensorBoardLog(evaluation)] if r.output.tensorboard else []
+    built += [LossCurves(), Report(evaluation)] if r.output.report else []
+    built += [as_callback(spec.build()) for spec in r.callbacks]
+    built += list(callbacks)
+    trainer = Trainer(r, runtime, out, built)  # builds data and model before anything is written
+    if state is not None:
+        trainer.load_state_dict(state, checkpoint)
+        removed = out.remove_temporaries()
+        out.truncate_jsonl(out.METRICS, trainer.step)
+        console.print(
+            f"resuming from {checkpoint} at step {trainer.step} (epoch {trainer.epoch + 1}/{trainer.epochs})"
+            + (f"; removed {len(removed)} half-written file(s)" if removed else "")
+        )
+    elif init_from is not None:
+        console.print(load_init(trainer.model, Path(init_from), init_only))
+    # a checkpoint is written next to the previous one before that is replaced: room for two
+    out.ensure_free(2 * trainer.estimated_checkpoint_bytes(), "two checkpoints")
+    out.create()
+    out.write_text(out.RECIPE, r.to_toml())
+    console.print(f"[bold]{r.name}[/]: {describe_run(trainer)}")
+    console.print(f"run directory: {path}")
+    started = time.perf_counter()
+    with polite_signals(trainer, handle_signals):
+        losses = trainer.fit()
+    return Run(
+        path=path,
+        recipe=r,
+        losses=losses,
+        trainer=trainer,
+        evaluation=evaluation.last if evaluation is not None else None,
+        seconds=time.perf_counter() - started,
+        failed_plugins=[p.name for p in loaded.plugins.failed],
+    )
+
+
+def load(
+    source: str | Path,
+    *,
+    direction: str | None = None,
+    net: str | None = None,
+    weights_format: str = "auto",
+    device: str | torch.device = "cpu",
+    plugins: Sequence[str] = (),
+) -> Generator:
+    """A generator ready to run, from a run directory, checkpoint, export or another project's weights."""
+    device = select_device(device) if isinstance(device, str) else device
+    return load_generator(
+        Path(source), direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
+    )
+
+
+def translate(
+    generator: Generator | str | Path,
+    inputs: str | Path,
+    out: str | Path,
+    *,
+    direction: str | None = None,
+    size: tuple[int, int] | int | None = None,
+    batch_size: int = 4,
+    tiling: Tiling | None = None,
+    image_format: str = "auto",
+    quality: int = 95,
+    overwrite: bool = False,
+    on_image: Callable[[Job], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> TranslateReport:
+    """Translate an image or a folder (recursively) into ``out``, keeping names and sub-folders."""
+    if not isinstance(generator, Generator):
+        generator = load(generator, direction=direction)
+    inputs, out = Path(inputs), Path(out)
+    jobs = plan_translation(inputs, out, image_format, overwrite)
+    return translate_files(
+        generator,
+        jobs,
+        size=size,
+        batch_size=batch_size,
+        tiling=tiling or Tiling(),
+        quality=quality,
+        on_image=on_image,
+        on_tile=on_tile,
+    )
+
+
+def plan_translation(inputs: Path, out: Path, image_format: str = "auto", overwrite: bool = False) -> list[Job]:
+    """The (source, target) pairs of a translation, refusing to overwrite or to collide."""
+    if inputs.is_dir() and out.resolve() == inputs.resolve():
+        raise GanforgeError(f"--out {out}: is the input folder; write the translations somewhere else")
+    found = find_images(inputs, exclude=out)
+    if not found:
+        raise GanforgeError(f"{inputs}: no images (looked for .png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff)")
+    jobs = [Job(path, out / relative.with_suffix(output_suffix(path, image_format))) for path, relative in found]
+    targets: dict[Path, Path] = {}
+    for job in jobs:
+        if job.target in targets:
+            raise GanforgeError(f"{targets[job.target]} and {job.source} would both be written to {job.target}")
+        targets[job.target] = job.source
+    existing = [job.target for job in jobs if job.target.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise GanforgeError(f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another --out")
+    return jobs
+
+
+def evaluate(
+    run: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    split: str = "test",
+    batch_size: int | None = None,
+    max_images: int | None = None,
+    device: str = "auto",
+    inception_weights: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> EvalResult:
+    """Score a run's declared directions on its dataset's ``split`` (default metrics: the recipe's)."""
+    loaded = load_run(Path(run), overrides)
+    recipe = loaded.recipe
+    weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
+    specs = list(metrics) if metrics else recipe.eval.metrics
+    resolved = resolve_metrics(loaded.registries, specs, "--metric" if metrics else "eval.metrics", weights)
+    torch_device = select_device(device)
+    dataset = recipe.data.build(split)
+    loaded.model.to(torch_device)
+    return evaluate_translators(
+        translators_of(loaded.model),
+        dataset,
+        resolved,
+        device=torch_device,
+        batch_size=batch_size or recipe.eval.batch_size,
+        max_images=max_images,
+    )
+
+
+@dataclass
+class Exported:
+    path: Path
+    format: str
+    max_abs_diff: float  # against PyTorch, on a random input
+    how: str = ""
+
+
+def export(
+    generator: Generator | str | Path,
+    out: str | Path,
+    *,
+    to: Sequence[str] = ("safetensors", "onnx", "torchscript"),
+    name: str | None = None,
+    opset: int = 18,
+    onnx_exporter: str = "dynamo",
+    check_size: int = 64,
+    overwrite: bool = False,
+    plugins: Sequence[str] = (),
+) -> list[Exported]:
+    """Write ``generator`` in each format of ``to``; each file is loaded back and compared with PyTorch."""
+    formats = list(dict.fromkeys(to))
+    unknown = [f for f in formats if f not in EXPORT_SUFFIXES]
+    if unknown:
+        raise GanforgeError(f"--to {unknown[0]}: use {', '.join(EXPORT_SUFFIXES)}")
+    if onnx_exporter not in ("dynamo", "torchscript"):
+        raise GanforgeError(f"--onnx-exporter '{onnx_exporter}': use dynamo or torchscript")
+    source = generator if not isinstance(generator, Generator) else None
+    if source is not None:
+        generator = load(source, plugins=plugins)
+    assert isinstance(generator, Generator)
+    if name is None:
+        origin = Path(source) if source is not None else generator.source
+        name = origin.stem if origin.is_file() else origin.name
+        if generator.net is not None:
+            name = f"{name}_{generator.net}"
+    out = Path(out)
+    targets = {f: out / f"{name}{EXPORT_SUFFIXES[f]}" for f in formats}
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not overwrite:
+        raise GanforgeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name")
+    shape = (1, generator.in_channels, check_size, check_size + 8)  # not square: height and width stay apart
+    written = []
+    for fmt, path in targets.items():
+        how = ""
+        if fmt == "onnx":
+            used = save_onnx(generator, path, opset=opset, exporter=onnx_exporter)
+            how = f", {used} exporter, opset {opset}"
+        elif fmt == "safetensors":
+            save_safetensors(generator, path)
+        else:
+            save_torchscript(generator, path)
+        reloaded = load_generator(path, weights_format=fmt, device="cpu", plugins=generator.plugins or plugins)
+        written.append(Exported(path, fmt, max_abs_diff(generator, reloaded, shape), how))
+    return written
