@@ -23,11 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ganforge.errors import GanforgeError, RecipeError
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.registry import ComponentSpec, Registries, format_validation_error
+from ganforge.strict import StrictModel
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-class _Section(BaseModel):
+class _Section(StrictModel):
+    """A recipe table: unknown keys are errors; numbers, bools and strings are not converted."""
+
     model_config = ConfigDict(extra="forbid")
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from ganforge.errors import GanforgeError, PluginError, RecipeError, did_you_mean
 from ganforge.model import TrainingModel
+from ganforge.strict import StrictModel
 
 
 def _has(*names: str) -> Callable[[Any], bool]:
@@ -64,8 +65,11 @@ KINDS: tuple[str, ...] = tuple(kind.name for kind in KIND_TABLE)
 _BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KIND_TABLE}
 
 
-class Params(BaseModel):
-    """Base class of every params model: unknown keys are errors, instances are immutable."""
+class Params(StrictModel):
+    """Base class of every params model: unknown keys are errors, instances are immutable.
+
+    Numbers, bools and strings are not converted into one another (:mod:`ganforge.strict`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -214,7 +218,8 @@ def format_validation_error(error: ValidationError, prefix: str, params: type[Ba
     """One line per pydantic error, each led by its dotted path in the recipe."""
     lines = []
     for err in error.errors():
-        loc = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        inside = err.get("ctx", {}).get("at", ()) if err["type"] == "strict_type" else ()
+        loc = ".".join(str(part) for part in (prefix, *err["loc"], *inside) if part != "")
         if err["type"] == "extra_forbidden":
             model = _model_at(params, err["loc"][:-1])
             key = str(err["loc"][-1])
