@@ -102,7 +102,7 @@ def run(
 ) -> None:
     """Train from a recipe; writes a run directory with the resolved recipe, samples, metrics and checkpoints."""
     from ganforge.engine.callbacks import Checkpoints, MetricsLog, ProgressBar, SampleGrids
-    from ganforge.engine.reporting import LossCurves, MetricEvaluation, Report, TensorBoardLog, print_summary
+    from ganforge.engine.monitors import LossCurves, MetricEvaluation, Report, TensorBoardLog, print_summary
     from ganforge.engine.resume import check_compatible, find_checkpoint, init_from as load_init, run_dir_of
     from ganforge.engine.rundir import RunDir
     from ganforge.engine.runtime import make_runtime
