@@ -4,7 +4,7 @@ A *component* is a factory plus a pydantic *params model*. Plugins add component
 ``register`` callback they receive in a hook (see :mod:`ganforge.hookspecs`); nothing registers itself
 on import. A recipe section names a component with ``type = "<name>"`` and sets its parameters beside it.
 
-Parameters of one component may name other components (a CycleGAN model names its generator, say):
+Parameters of one component may name other components (a model names its generator, say):
 such a field holds a :class:`ComponentSpec`, declared with :func:`component_field`, and is validated
 against the registry of its kind when the recipe is resolved, so errors carry the full path.
 """
