@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ganforge.engine.callbacks import Checkpoints, MetricsLog, ProgressBar, SampleGrids  # noqa: E402
-from ganforge.engine.reporting import EVAL_LOG, LossCurves, Report  # noqa: E402
+from ganforge.engine.monitors import EVAL_LOG, LossCurves, Report  # noqa: E402
 from ganforge.engine.rundir import RunDir  # noqa: E402
 from ganforge.engine.runtime import make_runtime  # noqa: E402
 from ganforge.engine.trainer import Trainer, describe_run  # noqa: E402

@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 
 from ganforge.engine.callbacks import Callback, Checkpoints, MetricsLog, ProgressBar, SampleGrids, as_callback
-from ganforge.engine.reporting import LossCurves, MetricEvaluation, Report, TensorBoardLog
+from ganforge.engine.monitors import LossCurves, MetricEvaluation, Report, TensorBoardLog
 from ganforge.engine.resume import check_compatible, find_checkpoint, run_dir_of
 from ganforge.engine.resume import init_from as load_init
 from ganforge.engine.rundir import RunDir

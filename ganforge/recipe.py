@@ -24,11 +24,14 @@ from ganforge.errors import GanforgeError, RecipeError
 from ganforge.metrics import resolve_metrics
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.registry import ComponentSpec, Registries, format_validation_error
+from ganforge.strict import StrictModel
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-class _Section(BaseModel):
+class _Section(StrictModel):
+    """A recipe table: unknown keys are errors; numbers, bools and strings are not converted."""
+
     model_config = ConfigDict(extra="forbid")
 
 

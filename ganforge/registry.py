@@ -4,7 +4,7 @@ A *component* is a factory plus a pydantic *params model*. Plugins add component
 ``register`` callback they receive in a hook (see :mod:`ganforge.hookspecs`); nothing registers itself
 on import. A recipe section names a component with ``type = "<name>"`` and sets its parameters beside it.
 
-Parameters of one component may name other components (a CycleGAN model names its generator, say):
+Parameters of one component may name other components (a model names its generator, say):
 such a field holds a :class:`ComponentSpec`, declared with :func:`component_field`, and is validated
 against the registry of its kind when the recipe is resolved, so errors carry the full path.
 """
@@ -22,6 +22,7 @@ from torch import nn
 
 from ganforge.errors import GanforgeError, PluginError, RecipeError, did_you_mean
 from ganforge.model import TrainingModel
+from ganforge.strict import StrictModel
 
 
 def _has(*names: str) -> Callable[[Any], bool]:
@@ -74,8 +75,11 @@ KINDS: tuple[str, ...] = tuple(kind.name for kind in KIND_TABLE)
 _BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KIND_TABLE}
 
 
-class Params(BaseModel):
-    """Base class of every params model: unknown keys are errors, instances are immutable."""
+class Params(StrictModel):
+    """Base class of every params model: unknown keys are errors, instances are immutable.
+
+    Numbers, bools and strings are not converted into one another (:mod:`ganforge.strict`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -224,7 +228,8 @@ def format_validation_error(error: ValidationError, prefix: str, params: type[Ba
     """One line per pydantic error, each led by its dotted path in the recipe."""
     lines = []
     for err in error.errors():
-        loc = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        inside = err.get("ctx", {}).get("at", ()) if err["type"] == "strict_type" else ()
+        loc = ".".join(str(part) for part in (prefix, *err["loc"], *inside) if part != "")
         if err["type"] == "extra_forbidden":
             model = _model_at(params, err["loc"][:-1])
             key = str(err["loc"][-1])

@@ -86,6 +86,75 @@ def test_wrong_type_and_nested_tuple_bound():
     assert "train.batch_size: Input should be a valid integer" in line
 
 
+INTEGER, NUMBER, BOOLEAN = (f"Input should be a valid {what}" for what in ("integer", "number", "boolean"))
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # a plugin component's params model (the CycleGAN generator and pool)
+        ("model.generator.n_blocks=true", f"model.generator.n_blocks: {INTEGER}, got a boolean"),
+        ('model.generator.n_blocks="5"', f"model.generator.n_blocks: {INTEGER}, got a string"),
+        (
+            "model.generator.n_blocks=1.5",
+            f"model.generator.n_blocks: {INTEGER}, got a number with a fractional part",
+        ),
+        ("model.pool.p_swap=true", f"model.pool.p_swap: {NUMBER}, got a boolean"),
+        ("model.generator.norm_affine=1", f"model.generator.norm_affine: {BOOLEAN}, got a number"),
+        # a built-in component's params model, inside a tuple
+        ("train.optimizer.betas=[0.5, true]", f"train.optimizer.betas.1: {NUMBER}, got a boolean"),
+        ('train.optimizer.lr="2e-4"', f"train.optimizer.lr: {NUMBER}, got a string"),
+        # recipe sections, optional ints among them
+        ("train.epochs=true", f"train.epochs: {INTEGER}, got a boolean"),
+        ("output.checkpoint_every_steps=true", f"output.checkpoint_every_steps: {INTEGER}, got a boolean"),
+        ('eval.every_epochs="2"', f"eval.every_epochs: {INTEGER}, got a string"),
+        ('output.report="yes"', f"output.report: {BOOLEAN}, got a string"),
+        # a metric's table inside eval.metrics
+        (
+            'eval.metrics=["psnr", {type = "ssim", window = true}]',
+            f"eval.metrics[1].window: {INTEGER}, got a boolean",
+        ),
+    ],
+)
+def test_a_bool_or_string_is_not_a_number(override, expected):
+    (line,) = errors_of(QUICKSTART, override)
+    assert line == f"{QUICKSTART}: {expected}"
+
+
+def test_strict_types_keep_what_toml_cannot_say_otherwise():
+    # an integral float is an int, an int is a float, an array is a tuple, a string is a literal
+    recipe = load_recipe(
+        QUICKSTART,
+        [
+            "model.generator.n_blocks=2.0",
+            "train.optimizer.lr=1",
+            "train.optimizer.betas=[0, 0.5]",
+            'model.generator.upsample="resize_conv"',
+            "output.checkpoint_every_steps=5",
+        ],
+    ).recipe
+    generator = recipe.model.params.generator.params
+    assert generator.n_blocks == 2 and type(generator.n_blocks) is int
+    assert generator.upsample == "resize_conv"
+    assert recipe.train.optimizer.params.lr == 1.0 and recipe.train.optimizer.params.betas == (0.0, 0.5)
+    assert recipe.output.checkpoint_every_steps == 5
+
+
+def test_cli_names_a_bool_given_for_an_int_in_the_file_and_in_an_override(tmp_path):
+    text = QUICKSTART.read_text().replace("n_blocks = 3\n", "n_blocks = true\n")
+    path = write_recipe(tmp_path, text)
+    from_file = run_cli("validate", str(path))
+    assert from_file.returncode == 2 and "Traceback" not in from_file.stderr
+    assert from_file.stderr.strip().splitlines() == [
+        f"error: {path}: model.generator.n_blocks: Input should be a valid integer, got a boolean"
+    ]
+    overridden = run_cli("validate", str(QUICKSTART), "--set", "train.optimizer.betas=[true, 0.999]")
+    assert overridden.returncode == 2
+    assert overridden.stderr.strip().splitlines() == [
+        f"error: {QUICKSTART}: train.optimizer.betas.0: Input should be a valid number, got a boolean"
+    ]
+
+
 def test_missing_type_and_unknown_model(tmp_path):
     text = QUICKSTART.read_text().replace('[data]\ntype = "synthetic_scenes"\n', "[data]\n")
     (line,) = errors_of(write_recipe(tmp_path, text))

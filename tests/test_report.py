@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ganforge.engine import reporting
+from ganforge.engine import monitors
 from ganforge.engine.checkpoint import load_checkpoint
-from ganforge.engine.report import (
+from ganforge.engine.render import (
     PALETTE,
     PANEL_H,
     PANEL_W,
@@ -43,7 +43,7 @@ TINY = [
     "eval.every_epochs=1",
     "eval.best_metric=B2A.psnr",
 ]
-HAS_TENSORBOARD = reporting.tensorboard_available()
+HAS_TENSORBOARD = monitors.tensorboard_available()
 
 
 def png(data: bytes) -> Image.Image:
@@ -162,11 +162,11 @@ def test_tensorboard_logs_scalars_and_sample_grids(finished_run):
 
 
 def test_tensorboard_without_the_package_is_one_line(monkeypatch):
-    monkeypatch.setattr(reporting, "tensorboard_available", lambda: False)
+    monkeypatch.setattr(monitors, "tensorboard_available", lambda: False)
     with pytest.raises(
         GanforgeError, match="output.tensorboard = true needs the tensorboard package: pip install"
     ):
-        reporting.TensorBoardLog()
+        monitors.TensorBoardLog()
 
 
 @pytest.mark.skipif(
@@ -195,7 +195,7 @@ def test_recipe_switches_and_eval_section():
 
 
 def test_best_metric_is_a_mean_or_one_direction():
-    evaluation = object.__new__(reporting.MetricEvaluation)
+    evaluation = object.__new__(monitors.MetricEvaluation)
     scores = {"A2B": {"fid": 10.0, "psnr": 20.0}, "B2A": {"fid": 30.0, "psnr": float("nan")}}
     evaluation.best_metric = "fid"
     assert evaluation._value(scores) == 20.0
@@ -213,7 +213,7 @@ def test_a_resumed_run_forgets_later_evaluations_and_keeps_its_best(tmp_path):
     from ganforge.recipe import EvalSection
 
     section = EvalSection(metrics=["psnr"], every_epochs=1, best_metric="psnr")
-    evaluation = reporting.MetricEvaluation(section, collect_registries(make_plugin_manager()))
+    evaluation = monitors.MetricEvaluation(section, collect_registries(make_plugin_manager()))
     assert evaluation.higher_is_better
     out = RunDir(tmp_path)
     for epoch, psnr, best in ((1, 10.0, True), (2, 12.0, True), (3, 14.0, True)):
@@ -222,6 +222,6 @@ def test_a_resumed_run_forgets_later_evaluations_and_keeps_its_best(tmp_path):
     data = SimpleNamespace(build=lambda split: ["test set"])
     trainer = SimpleNamespace(recipe=SimpleNamespace(data=data), run_dir=out, step=4, epoch=2, epochs=5)
     evaluation.on_train_start(trainer)  # resumed at step 4: the epoch-3 evaluation is redone
-    assert [r["epoch"] for r in reporting.read_jsonl(tmp_path / "eval.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in monitors.read_jsonl(tmp_path / "eval.jsonl")] == [1, 2]
     assert evaluation.best is not None and (evaluation.best["epoch"], evaluation.best["value"]) == (2, 12.0)
     assert evaluation._better(12.5) and not evaluation._better(11.0)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from ganforge import api
-from ganforge.engine.reporting import MetricEvaluation, print_summary
+from ganforge.engine.monitors import MetricEvaluation, print_summary
 from ganforge.recipe import LoadedRecipe, load_recipe
 from ganforge.registry import ComponentSpec
 

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ganforge.engine.images import png_bytes, sample_grid
+from ganforge.engine.images import encode_png, sample_grid
 from ganforge.registry import CALLBACK_METHODS
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class SampleGrids(Callback):
             rows = trainer.model.sample_rows(trainer.sample_batch)
         trainer.model.train()
         image = sample_grid(rows)
-        data = png_bytes(image)
+        data = encode_png(image)
         trainer.run_dir.atomic_write(f"{trainer.run_dir.SAMPLES}/epoch_{trainer.epoch:04d}.png", data)
 
 

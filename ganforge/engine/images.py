@@ -45,7 +45,8 @@ def sample_grid(rows: list[list[tuple[str, torch.Tensor]]]) -> Image.Image:
     return canvas
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def encode_png(image: Image.Image) -> bytes:
+    """The image as the bytes of a PNG file."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ganforge.engine.images import png_bytes
+from ganforge.engine.images import encode_png
 
 PANEL_W, PANEL_H = 360, 220
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 58, 14, 30, 34
@@ -97,7 +97,8 @@ def format_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def moving_average(values: Sequence[float], window: int) -> list[float]:
+def trailing_mean(values: Sequence[float], window: int) -> list[float]:
+    """Each value averaged with the ``window - 1`` before it (with fewer at the start)."""
     out, total = [], 0.0
     for i, v in enumerate(values):
         total += v
@@ -188,7 +189,7 @@ def draw_panel(
         if window > 1:
             light = tuple(int(c + (255 - c) * 0.65) for c in color)
             draw.line(coords, fill=light, width=1)
-            smooth = moving_average([y for _, y in points], window)
+            smooth = trailing_mean([y for _, y in points], window)
             draw.line([(px(x), py(y)) for (x, _), y in zip(points, smooth, strict=True)], fill=color, width=2)
         else:
             draw.line(coords, fill=color, width=2)
@@ -221,7 +222,7 @@ def loss_curves_png(records: Iterable[dict[str, Any]]) -> bytes | None:
     """One panel per loss, over the steps."""
     series = loss_series(records)
     panels = {name: {name: points} for name, points in series.items()}
-    return png_bytes(chart(panels, x_label="step")) if panels else None
+    return encode_png(chart(panels, x_label="step")) if panels else None
 
 
 def metric_curves_png(records: Iterable[dict[str, Any]]) -> bytes | None:
@@ -230,7 +231,7 @@ def metric_curves_png(records: Iterable[dict[str, Any]]) -> bytes | None:
     for key, points in metric_series(records).items():
         direction, name = key.split(".", 1)
         panels.setdefault(name, {})[direction] = points
-    return png_bytes(chart(panels, x_label="epoch")) if panels else None
+    return encode_png(chart(panels, x_label="epoch")) if panels else None
 
 
 # ------------------------------------------------------------------------------------------ page

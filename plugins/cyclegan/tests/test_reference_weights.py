@@ -22,7 +22,7 @@ from ganforge.errors import CheckpointError
 from ganforge.inference import load_generator
 from ganforge.plugins import make_plugin_manager
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository (this file is in plugins/cyclegan/tests/)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import rng_state, set_rng_state
-from ganforge.engine.report import loss_curves_png, metric_curves_png, read_jsonl, render_report
+from ganforge.engine.render import loss_curves_png, metric_curves_png, read_jsonl, render_report
 from ganforge.errors import GanforgeError
 from ganforge.evaluation import evaluate, translators_of
 from ganforge.metrics import resolve_metrics

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from ganforge.recipe import load_recipe
-from tests.conftest import RECIPES
 
-RECIPE = load_recipe(RECIPES / "cyclegan_monet.toml").recipe
+ROOT = Path(__file__).resolve().parents[3]  # the repository (this file is in plugins/cyclegan/tests/)
+RECIPE = load_recipe(ROOT / "recipes" / "cyclegan_monet.toml").recipe
 
 
 def test_data_settings():
