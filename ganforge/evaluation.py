@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from ganforge.errors import GanforgeError
+from ganforge.metrics.inception import sha256_of
+from ganforge.metrics.weights import find_inception_weights
 from ganforge.registry import ComponentSpec
 
 #: The metrics ``ganforge eval`` and ``[eval]`` use unless told otherwise.
@@ -175,9 +177,6 @@ def evaluate(
 
 def weights_info(metrics: Mapping[str, ComponentSpec]) -> dict[str, Any]:
     """Where the Inception weights of the Inception metrics came from (for the JSON report)."""
-    from ganforge.metrics.inception import sha256_of
-    from ganforge.metrics.weights import find_inception_weights
-
     for spec in metrics.values():
         params = spec.params
         if hasattr(params, "weights") and hasattr(params, "quantize"):

@@ -18,14 +18,13 @@ from collections.abc import Sequence
 import typer
 
 from ganforge.errors import GanforgeError, GanforgeWarning
+from ganforge.plugins import make_plugin_manager
 
 DEBUG_ENV = "GANFORGE_DEBUG"
 
 
 def build_app() -> typer.Typer:
     """The root app: every module of this package with a ``register(app)`` adds its commands."""
-    from ganforge.plugins import make_plugin_manager
-
     app = typer.Typer(
         name="ganforge",
         help="Train image-translation GANs from TOML recipes.",

@@ -135,7 +135,7 @@ def _locked(path: Path) -> Iterator[IO[bytes]]:
     """Open ``path`` for appending, holding an exclusive lock (where the platform has ``fcntl``)."""
     with open(path, "ab") as handle:
         try:
-            import fcntl
+            import fcntl  # POSIX only
         except ImportError:  # pragma: no cover (Windows)
             yield handle
             return

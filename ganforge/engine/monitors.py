@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -238,7 +240,7 @@ class TensorBoardLog(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         if not trainer.run_dir.is_main:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional: only with output.tensorboard = true
 
         # purge_step: a resumed run replaces what was logged after its checkpoint
         self.writer = SummaryWriter(str(trainer.run_dir.path / TENSORBOARD), purge_step=trainer.step or None)
@@ -252,9 +254,6 @@ class TensorBoardLog(Callback):
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
         if self.writer is None:
             return
-        import numpy as np
-        from PIL import Image
-
         for name, value in losses.items():
             self.writer.add_scalar(f"epoch_loss/{name}", value, trainer.step)
         for name, lr in trainer.learning_rates().items():

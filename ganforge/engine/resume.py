@@ -13,6 +13,7 @@ from ganforge._version import __version__
 from ganforge.engine.checkpoint import load_checkpoint
 from ganforge.engine.rundir import RunDir
 from ganforge.errors import CheckpointError, GanforgeError
+from ganforge.recipe import validate_recipe
 
 #: Recipe keys that may change when a run is resumed (they do not change what is being trained).
 MAY_CHANGE_ON_RESUME = (
@@ -82,8 +83,6 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     """The saved recipe with today's defaults filled in (a parameter added since is not a change)."""
-    from ganforge.recipe import validate_recipe
-
     try:
         return validate_recipe(dict(saved)).recipe.to_dict()
     except GanforgeError:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from safetensors.torch import save
 from torch import nn
 
 from ganforge._version import __version__
@@ -36,8 +37,6 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 def save_safetensors(generator: Generator, path: Path) -> None:
     """The generator's weights, with its component spec (and plugin) in the metadata."""
-    from safetensors.torch import save
-
     if not generator.has_python_module or generator.spec is None:
         raise GanforgeError(
             f"{generator.source}: safetensors export needs a generator with a known component spec "
@@ -76,7 +75,7 @@ def save_onnx(
     to run, deprecated by torch). Returns the exporter that wrote the file.
     """
     try:
-        import onnx  # noqa: F401 (the exporters need it)
+        import onnx  # noqa: F401 (optional dependency, the [onnx] extra; the exporters need it)
     except ImportError:
         raise GanforgeError(
             "ONNX export needs onnx and onnxscript: pip install onnx onnxscript onnxruntime"
@@ -88,7 +87,7 @@ def save_onnx(
     names = {"input_names": ["image"], "output_names": ["translated"], "opset_version": opset}
 
     def with_dynamo(target: Path) -> None:
-        from torch.export import Dim
+        from torch.export import Dim  # heavy (loads torch.export and its tracer): only when exporting ONNX
 
         dynamic = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},)
         torch.onnx.export(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,6 @@ def translate_files(
 
     An unreadable image is recorded in the report (and skipped); every other error stops.
     """
-    import time
 
     started = time.perf_counter()
     report = TranslateReport()

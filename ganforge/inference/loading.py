@@ -406,7 +406,7 @@ def _from_torchscript(path: Path, device: torch.device) -> Generator:
 
 def _from_onnx(path: Path, device: torch.device) -> Generator:
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency (the [onnx] extra)
     except ImportError:
         raise GanforgeError("ONNX models need onnxruntime: pip install onnxruntime") from None
     providers = ["CPUExecutionProvider"]

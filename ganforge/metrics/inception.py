@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -292,8 +293,6 @@ class _TensorsOnlyUnpickler(pickle.Unpickler):
     """Rebuilds tensors and plain containers; any other global in the pickle is refused."""
 
     def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str) -> None:
-        import io
-
         super().__init__(io.BytesIO(data))
         self.archive = archive
         self.prefix = prefix

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import torch.hub
+
 from ganforge.errors import GanforgeError
 
 #: The standard PyTorch port of the FID network (the one pytorch-fid downloads).
@@ -67,8 +69,6 @@ def cached_path() -> Path:
 
 def torch_hub_path() -> Path | None:
     try:
-        import torch.hub
-
         return Path(torch.hub.get_dir()) / "checkpoints" / STANDARD_FILE
     except Exception:  # pragma: no cover - torch hub unavailable
         return None
