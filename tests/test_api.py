@@ -92,12 +92,14 @@ def test_a_plugin_callback_is_built_from_the_recipe(tmp_path):
         )
     )
     args = ["run", str(RECIPES / "quickstart.toml"), "--run-dir", "run"]
-    for item in [*TINY, 'plugins=["tracker.py"]', "train.epochs=2", 'callbacks=[{type = "tracker"}]']:
+    for item in [*TINY, 'plugins=["tracker.py"]', "train.epochs=2", 'callbacks=[{type = "tracker"}, {type = "epoch_table"}]']:
         args += ["--set", item]
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in (tmp_path / "tracked.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2] and "D_A" in lines[0]["losses"]
+    table = (tmp_path / "run" / "epochs.csv").read_text().splitlines()
+    assert table[0].startswith("epoch,step,time,lr_G,lr_D,") and [r.split(",")[0] for r in table[1:]] == ["1", "2"]
     wrong = run_cli(*args[:4], "--set", 'plugins=["tracker.py"]', "--set", 'callbacks=[{type = "trackr"}]', cwd=tmp_path)
     assert wrong.returncode == 2
     assert "callbacks[0].type: unknown callback 'trackr' (did you mean 'tracker'?)" in wrong.stderr
@@ -105,7 +107,7 @@ def test_a_plugin_callback_is_built_from_the_recipe(tmp_path):
 
 def test_the_readmes_first_python_snippet_runs(tmp_path):
     readme = (ROOT / "README.md").read_text()
-    snippet = re.search(r"```python\n(.*?)\n```", readme, re.S)
+    snippet = re.search(r"```python\n(.*?)\n```", readme, re.DOTALL)
     assert snippet is not None, "the README has no Python example"
     code = snippet.group(1).replace("recipes/quickstart.toml", str(RECIPES / "quickstart.toml"))
     result = run_cli("-c", code, cwd=tmp_path, module=False)

@@ -11,9 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+import ganforge
+from ganforge.engine.callbacks import Callback, as_callback
 from ganforge.model import Optimizers, TrainingModel
 from ganforge.plugins import collect_registries, make_plugin_manager
 from ganforge.registry import KINDS
+from tests.conftest import RECIPES, TINY_RUN
 
 REGISTRIES = collect_registries(make_plugin_manager())
 ALL = [(kind, name) for kind in KINDS for name in REGISTRIES[kind].names()]
@@ -90,6 +93,10 @@ def test_component_builds_and_runs(kind, name, tmp_path):
         assert losses and all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
         rows = model.sample_rows({"A": x, "B": x})
         assert all(images.shape == x.shape for row in rows for _, images in row)
+        for direction in model.directions():  # what translate, eval and export will use
+            net = getattr(model, direction.net)
+            assert isinstance(net, torch.nn.Module) and net(x).shape == x.shape
+        assert set(model.exported_nets()) <= set(dict(model.named_children()))
     elif kind == "metric":
         metric = spec.build()
         generator = torch.Generator().manual_seed(0)
@@ -97,5 +104,19 @@ def test_component_builds_and_runs(kind, name, tmp_path):
             metric.update(torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1, x.expand(2, -1, -1, -1))
         value = metric.compute()
         assert isinstance(value, float) and value == value  # a number, not NaN
+    elif kind == "callback":
+        seen = []
+
+        class Watch(Callback):
+            def on_train_end(self, trainer):
+                seen.append(trainer.epoch)
+
+        ganforge.train(
+            RECIPES / "quickstart.toml",
+            overrides=[*TINY_RUN, "model.generator.n_blocks=1", "model.generator.ngf=4"],
+            run_dir=tmp_path / "run",
+            callbacks=[as_callback(spec.build()), Watch()],
+        )
+        assert seen == [1]
     else:
         pytest.fail(f"no smoke protocol for kind {kind!r}: add one here")
