@@ -38,17 +38,10 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ganforge.engine.callbacks import Checkpoints, MetricsLog, ProgressBar, SampleGrids  # noqa: E402
-from ganforge.engine.monitors import EVAL_LOG, LossCurves, Report  # noqa: E402
-from ganforge.engine.rundir import RunDir  # noqa: E402
-from ganforge.engine.runtime import make_runtime  # noqa: E402
-from ganforge.engine.trainer import Trainer, describe_run  # noqa: E402
-from ganforge.evaluation import (  # noqa: E402
-    EvalResult,
-    evaluate,
-    identity_translators,
-    translators_of,
-)
+import ganforge  # noqa: E402
+from ganforge.engine.callbacks import Callback  # noqa: E402
+from ganforge.engine.monitors import EVAL_LOG, Report  # noqa: E402
+from ganforge.evaluation import EvalResult, evaluate, identity_translators, translators_of  # noqa: E402
 from ganforge.metrics import resolve_metrics  # noqa: E402
 from ganforge.recipe import load_recipe  # noqa: E402
 
@@ -108,41 +101,35 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_path = args.run_dir or ROOT / "runs" / f"benchmark-quality-{stamp}"
-    runtime = make_runtime(recipe.train)
-    out = RunDir(run_path)
-    callbacks = [
-        ProgressBar(console),
-        MetricsLog(),
-        SampleGrids(recipe.output.sample_every),
-        Checkpoints(recipe.output.checkpoint_every, recipe.output.keep_last),
-        LossCurves(),
-        Report(),
-    ]
-    trainer = Trainer(recipe, runtime, out, callbacks)
     test_set = recipe.data.build("test")
-    out.create()
-    out.write_text(out.RECIPE, recipe.to_toml())
-    console.print(
-        f"[bold]benchmark[/]: {describe_run(trainer)}; {len(test_set)} test pairs; run directory {run_path}"
-    )
-
     last: list[EvalResult] = []
+    results: dict[str, dict] = {}
 
-    def score(label: str, translators: list) -> dict:
+    def score(label: str, model: torch.nn.Module, translators: list) -> dict:
         started = time.perf_counter()
-        trainer.model.eval()
-        result = evaluate(translators, test_set, metrics, device=runtime.device, batch_size=16)
-        trainer.model.train()
+        model.eval()
+        device = next(model.parameters()).device
+        result = evaluate(translators, test_set, metrics, device=device, batch_size=16)
+        model.train()
         console.print(f"scored {label} in {time.perf_counter() - started:.0f} s")
         last[:] = [result]
         return result.scores
 
-    results = {"identity": score("identity baseline", identity_translators())}
-    results["untrained"] = score("untrained network", translators_of(trainer.model))
-    started = time.perf_counter()
-    trainer.fit()
-    train_seconds = time.perf_counter() - started
-    results["trained"] = score("trained network", translators_of(trainer.model))
+    class ScoreFirst(Callback):
+        """The identity baseline and the untrained network, scored once the run is built."""
+
+        seconds = 0.0  # spent scoring, inside the run's timed loop
+
+        def on_train_start(self, trainer) -> None:
+            started = time.perf_counter()
+            results["identity"] = score("identity baseline", trainer.model, identity_translators())
+            results["untrained"] = score("untrained network", trainer.model, translators_of(trainer.model))
+            ScoreFirst.seconds = time.perf_counter() - started
+
+    console.print(f"[bold]benchmark[/]: {len(test_set)} test pairs; run directory {run_path}")
+    run = ganforge.train(QUICKSTART, overrides=overrides, run_dir=run_path, callbacks=[ScoreFirst()], console=console)
+    trainer, train_seconds = run.trainer, run.seconds - ScoreFirst.seconds
+    results["trained"] = score("trained network", run.model, translators_of(run.model))
     # the trained model's scores in the run's eval.jsonl, so its report.html shows them
     record = {
         "kind": "eval",
@@ -151,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         **last[0].to_dict(),
         "best": False,
     }
-    out.append_json(EVAL_LOG, record)
+    trainer.run_dir.append_json(EVAL_LOG, record)
     Report().write(trainer, "finished")
 
     table = Table(title=f"synthetic day <-> dusk scenes, {args.size} px, {len(test_set)} test pairs")
@@ -186,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_gain_db": args.min_gain_db,
         "passed": ok,
     }
-    out.write_text("quality.json", json.dumps(report, indent=2) + "\n")
+    trainer.run_dir.write_text("quality.json", json.dumps(report, indent=2) + "\n")
     console.print(
         f"trained in {train_seconds / 60:.1f} min ({trainer.step} steps); PSNR gain over identity: "
         + ", ".join(f"{d} {g:+.2f} dB" for d, g in gains.items())
