@@ -158,28 +158,3 @@ def test_export_mistakes_get_one_line(exported, tmp_path, capsys) -> None:
     )
     code, _, err = cli(capsys, "export", str(run), "--out", str(tmp_path), "--to", "tflite")
     assert code == 1 and err.startswith("error: --to tflite: use safetensors, onnx, torchscript")
-
-
-def test_export_of_reference_weights(tmp_path, capsys) -> None:
-    """The authors' .pth becomes a safetensors file that rebuilds the same network without them."""
-    from tests.cyclegan.test_reference_weights import reference_net
-
-    net = reference_net(4, 2, affine=True)
-    torch.save(net.state_dict(), tmp_path / "latest_net_G_A.pth")
-    code, _, err = cli(
-        capsys,
-        "export",
-        str(tmp_path / "latest_net_G_A.pth"),
-        "--out",
-        str(tmp_path / "x"),
-        "--to",
-        "safetensors",
-        "--format",
-        "reference",
-    )
-    assert code == 0, err
-    generator = load_generator(tmp_path / "x" / "latest_net_G_A.safetensors")
-    assert generator.spec["norm_affine"] is True
-    x = torch.rand(1, 3, 24, 20) * 2 - 1
-    with torch.no_grad():
-        assert (generator(x) - net(x)).abs().max() <= 1e-6

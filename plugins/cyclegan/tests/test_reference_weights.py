@@ -18,6 +18,7 @@ from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from ganforge_cyclegan.reference import clean_state, infer_spec
 from torch import nn
 
+from ganforge.cli import main
 from ganforge.errors import CheckpointError
 from ganforge.inference import load_generator
 from ganforge.plugins import make_plugin_manager
@@ -196,6 +197,40 @@ def test_named_format_that_does_not_fit_says_why(tmp_path) -> None:
         load_generator(path)  # auto: no plugin claims it
     with pytest.raises(CheckpointError, match=r"no plugin reads format 'pix2pix'"):
         load_generator(path, weights_format="pix2pix")
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``ganforge ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_export_of_reference_weights(tmp_path, capsys) -> None:
+    """The authors' .pth becomes a safetensors file that rebuilds the same network without them."""
+    net = reference_net(4, 2, affine=True)
+    torch.save(net.state_dict(), tmp_path / "latest_net_G_A.pth")
+    code, _, err = cli(
+        capsys,
+        "export",
+        str(tmp_path / "latest_net_G_A.pth"),
+        "--out",
+        str(tmp_path / "x"),
+        "--to",
+        "safetensors",
+        "--format",
+        "reference",
+    )
+    assert code == 0, err
+    generator = load_generator(tmp_path / "x" / "latest_net_G_A.safetensors")
+    assert generator.spec["norm_affine"] is True
+    x = torch.rand(1, 3, 24, 20) * 2 - 1
+    with torch.no_grad():
+        assert (generator(x) - net(x)).abs().max() <= 1e-6
 
 
 def test_hook_through_the_plugin_manager() -> None:
