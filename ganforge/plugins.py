@@ -1,7 +1,8 @@
 """The plugin manager: built-in plugins, installed entry points and a recipe's own plugin modules.
 
 There is no global plugin manager. :func:`make_plugin_manager` builds one from scratch each time, and
-:func:`collect_registries` turns its hooks into :class:`~ganforge.registry.Registries`.
+:func:`collect_registries` turns its hooks into :class:`~ganforge.registry.Registries`
+(:func:`collect_dataset_sources` gathers the dataset sources, which are records, not components).
 
 Environment variables:
 
@@ -26,6 +27,7 @@ from typing import Any
 import pluggy
 
 from ganforge import hookspecs
+from ganforge.data.sources import DatasetSources, make_source
 from ganforge.errors import PluginError
 from ganforge.registry import Params, Registries
 
@@ -188,3 +190,42 @@ def collect_registries(plugins: PluginSet) -> Registries:
 
         _call_hook(plugins, hook_name, bind)
     return registries
+
+
+def collect_dataset_sources(plugins: PluginSet) -> DatasetSources:
+    """Call every plugin's ``register_dataset_sources``, each with a ``register`` bound to that plugin.
+
+    Dataset sources are records, not components (no recipe builds one), so they are collected here
+    rather than in the registries. The rules are the components': a plugin that raises is recorded as
+    failed and the others go on; a name registered by two plugins, or a bad field, raises
+    :class:`PluginError` naming the plugins.
+    """
+    sources = DatasetSources()
+
+    def bind(plugin: str) -> Callable[..., None]:
+        def register(
+            name: str,
+            url: str,
+            *,
+            archive: str | None = None,
+            sha256: str | None = None,
+            size: int | None = None,
+            summary: str = "",
+            layout: str = "unpaired",
+        ) -> None:
+            source = make_source(
+                name,
+                url,
+                plugin=plugin,
+                archive=archive,
+                sha256=sha256,
+                size=size,
+                summary=summary,
+                layout=layout,
+            )
+            sources.add(source)
+
+        return register
+
+    _call_hook(plugins, "register_dataset_sources", bind)
+    return sources
