@@ -32,6 +32,20 @@ class Register(Protocol):
     ) -> Any: ...
 
 
+class SourceRegister(Protocol):
+    def __call__(
+        self,
+        name: str,
+        url: str,
+        *,
+        archive: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+        summary: str = "",
+        layout: str = "unpaired",
+    ) -> Any: ...
+
+
 # -------------------------------------------------------------------------------------------------
 # Networks
 # -------------------------------------------------------------------------------------------------
@@ -137,6 +151,29 @@ def register_callbacks(register: Register) -> None:
     losses)`` and ``on_train_end(trainer)`` (see :class:`ganforge.engine.callbacks.Callback`). A recipe
     turns one on with a ``[[callbacks]]`` table (``type`` plus params). Files go through
     ``trainer.run_dir``, which writes nothing on ranks other than 0.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Dataset sources (records, not components: recipes do not build them, ``ganforge fetch`` reads them)
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_dataset_sources(register: SourceRegister) -> None:
+    """Register published dataset archives, so that ``ganforge fetch NAME`` can download them.
+
+    Called whenever a command needs the list (``ganforge fetch``, ``ganforge fetch --list``), once per
+    plugin manager, through :func:`ganforge.plugins.collect_dataset_sources`. Callback:
+    ``register(name, url, *, archive=None, sha256=None, size=None, summary="", layout="unpaired")``
+    where ``name`` is the folder the archive unpacks to (``ROOT/<name>``; letters, digits, ``_-.``),
+    ``url`` an http(s) URL of one archive, ``archive`` its format (``"zip"``, ``"tar"``, ``"tar.gz"``,
+    ``"tar.bz2"``, ``"tar.xz"``; by default read from the URL's ending), ``sha256`` (hex) and ``size``
+    (bytes) what the download is checked against before anything is unpacked, ``summary`` one line for
+    ``ganforge fetch --list``, and ``layout`` what the unpacked folder holds: ``"unpaired"``
+    (``trainA/ trainB/ testA/ testB/``), ``"paired"`` (``train/ test/`` of A|B images), ``"images"``
+    or ``"other"`` (see :mod:`ganforge.data.sources`). A name belongs to one plugin: registering one that
+    another plugin registered is an error naming both; so is a bad field, naming the plugin.
     """
 
 

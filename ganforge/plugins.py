@@ -1,7 +1,8 @@
 """The plugin manager: built-in plugins, installed entry points and a recipe's own plugin modules.
 
 There is no global plugin manager. :func:`make_plugin_manager` builds one from scratch each time, and
-:func:`collect_registries` turns its hooks into :class:`~ganforge.registry.Registries`.
+:func:`collect_registries` turns its hooks into :class:`~ganforge.registry.Registries`
+(:func:`collect_dataset_sources` gathers the dataset sources, which are records, not components).
 
 Environment variables:
 
@@ -16,7 +17,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import pluggy
 
 from ganforge import hookspecs
+from ganforge.data.sources import DatasetSources, make_source
 from ganforge.errors import PluginError
 from ganforge.registry import Params, Registries
 
@@ -144,6 +146,29 @@ def load_plugin_module(ref: str, base_dir: Path | None = None) -> ModuleType:
         raise PluginError(f"plugin '{ref}' failed to import: {type(exc).__name__}: {exc}") from None
 
 
+def _call_hook(plugins: PluginSet, hook_name: str, bind: Callable[[str], Callable[..., None]]) -> None:
+    """Call ``hook_name`` of every plugin, in load order, with ``register=bind(plugin_name)``.
+
+    A plugin that raises is recorded as failed (by name, in ``plugins``) and the others go on; a
+    plugin already recorded as failed is skipped. A :class:`PluginError` (a duplicate name, an
+    invalid registration) is raised as it is.
+    """
+    info = {p.name: p for p in plugins.plugins}
+    for impl in getattr(plugins.manager.hook, hook_name).get_hookimpls():  # load order
+        plugin = impl.plugin_name
+        if info.get(plugin) is not None and info[plugin].error is not None:
+            continue
+        try:
+            impl.function(**({"register": bind(plugin)} if "register" in impl.argnames else {}))
+        except PluginError:
+            raise
+        except Exception as exc:
+            if plugin not in info:
+                info[plugin] = PluginInfo(plugin, "registered")
+                plugins.plugins.append(info[plugin])
+            info[plugin].error = f"failed in {hook_name}: {type(exc).__name__}: {exc}"
+
+
 def collect_registries(plugins: PluginSet) -> Registries:
     """Call every component hook of every plugin, each with a ``register`` bound to that plugin.
 
@@ -151,35 +176,57 @@ def collect_registries(plugins: PluginSet) -> Registries:
     others go on; one name registered by two plugins raises :class:`PluginError` naming both.
     """
     registries = Registries()
-    info = {p.name: p for p in plugins.plugins}
     for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
-        registry = registries[kind]
-        for impl in getattr(plugins.manager.hook, hook_name).get_hookimpls():  # load order
-            plugin = impl.plugin_name
-            if info.get(plugin) is not None and info[plugin].error is not None:
-                continue
 
+        def bind(plugin: str, _registry: Any = registries[kind]) -> Callable[..., None]:
             def register(
-                name: str,
-                factory: Any,
-                *,
-                params: type[Params] | None = None,
-                summary: str | None = None,
-                _plugin: str = plugin,
-                _registry: Any = registry,
+                name: str, factory: Any, *, params: type[Params] | None = None, summary: str | None = None
             ) -> None:
-                kwargs: dict[str, Any] = {"summary": summary, "plugin": _plugin}
+                kwargs: dict[str, Any] = {"summary": summary, "plugin": plugin}
                 if params is not None:
                     kwargs["params"] = params
                 _registry.add(name, factory, **kwargs)
 
-            try:
-                impl.function(**({"register": register} if "register" in impl.argnames else {}))
-            except PluginError:
-                raise
-            except Exception as exc:
-                message = f"failed in {hook_name}: {type(exc).__name__}: {exc}"
-                info.setdefault(plugin, PluginInfo(plugin, "registered")).error = message
-                if info[plugin] not in plugins.plugins:
-                    plugins.plugins.append(info[plugin])
+            return register
+
+        _call_hook(plugins, hook_name, bind)
     return registries
+
+
+def collect_dataset_sources(plugins: PluginSet) -> DatasetSources:
+    """Call every plugin's ``register_dataset_sources``, each with a ``register`` bound to that plugin.
+
+    Dataset sources are records, not components (no recipe builds one), so they are collected here
+    rather than in the registries. The rules are the components': a plugin that raises is recorded as
+    failed and the others go on; a name registered by two plugins, or a bad field, raises
+    :class:`PluginError` naming the plugins.
+    """
+    sources = DatasetSources()
+
+    def bind(plugin: str) -> Callable[..., None]:
+        def register(
+            name: str,
+            url: str,
+            *,
+            archive: str | None = None,
+            sha256: str | None = None,
+            size: int | None = None,
+            summary: str = "",
+            layout: str = "unpaired",
+        ) -> None:
+            source = make_source(
+                name,
+                url,
+                plugin=plugin,
+                archive=archive,
+                sha256=sha256,
+                size=size,
+                summary=summary,
+                layout=layout,
+            )
+            sources.add(source)
+
+        return register
+
+    _call_hook(plugins, "register_dataset_sources", bind)
+    return sources

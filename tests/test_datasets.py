@@ -190,11 +190,15 @@ def test_missing_and_empty_folders_name_the_path(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(DatasetError, match=f"dataset folder {missing} not found.*ganforge fetch --list"):
         dataset("unpaired_folder", missing)
-    official = tmp_path / "datasets" / "monet2photo"
-    with pytest.raises(
-        DatasetError, match=f"get it with: ganforge fetch monet2photo --root {official.parent} "
-    ):
-        dataset("unpaired_folder", official)
+    published = tmp_path / "datasets" / "monet2photo"
+    with pytest.raises(DatasetError) as info:
+        dataset("unpaired_folder", published)
+    assert str(info.value).endswith(  # the core names no server: the plugins' sources say which exist
+        "expected folders trainA/ trainB/ testA/ testB/; to download a published dataset: "
+        f"ganforge fetch monet2photo --root {published.parent} (ganforge fetch --list shows the names)"
+    )
+    with pytest.raises(DatasetError, match=r"expected train/ and test/ of A\|B images.*ganforge fetch facades"):
+        dataset("paired_folder", tmp_path / "datasets" / "facades")
     root = unpaired(tmp_path / "data")
     for image in (root / "trainB").iterdir():
         image.unlink()

@@ -1,17 +1,23 @@
-"""``ganforge fetch`` against an HTTP server on 127.0.0.1 that the tests start, serving zips they build.
+"""``ganforge fetch`` against an HTTP server on 127.0.0.1 that the tests start, serving archives they build.
 
 The server (a small ``http.server`` handler) can honour or ignore ``Range`` requests and can drop the
 connection half-way through a response, which is how a download is interrupted and then resumed.
-The command runs through the real CLI in a subprocess (``run_cli``) for a download, a resume and a
-refused archive, and in-process (``ganforge.cli.main`` or ``fetch()``) otherwise, since each
-subprocess pays torch's import time.
+Which archives exist is registered by plugins (``register_dataset_sources``): the tests write small
+plugin modules whose sources point at the loopback server, and use it as a mirror (``--base-url``).
+The command runs through the real CLI in a subprocess (``run_cli``) for a download, a resume, a
+refused archive and an installed plugin, and in-process (``ganforge.cli.main`` or ``fetch()``)
+otherwise, since each subprocess pays torch's import time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import stat
+import tarfile
+import textwrap
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -23,9 +29,10 @@ from PIL import Image
 
 from ganforge.cli import main
 from ganforge.data import fetch as fetch_module
-from ganforge.data.fetch import DATASETS, FetchError, fetch
-from ganforge.data.folders import OFFICIAL_BASE_URL, Preprocess, UnpairedFolders
-from tests.conftest import run_cli
+from ganforge.data.fetch import FetchError, fetch, resolve
+from ganforge.data.folders import PairedFolder, Preprocess, UnpairedFolders
+from ganforge.data.sources import DatasetSource, DatasetSources, make_source
+from tests.conftest import add_distribution, run_cli
 
 NAME = "horse2zebra"
 
@@ -46,6 +53,41 @@ def dataset_members(name: str = NAME) -> dict[str, bytes]:
         for i in range(2):
             members[f"{name}/{folder}/{i}.png"] = png((60 * k, 100 * i, 30))
     return members
+
+
+def paired_members(name: str) -> dict[str, bytes]:
+    """The pix2pix layout in miniature: <name>/train/ and <name>/val/ of 16x8 A|B images."""
+    members = {}
+    for folder in ("train", "val"):
+        for i in range(2):
+            buffer = io.BytesIO()
+            image = Image.new("RGB", (16, 8), (200, 10 * i, 0))
+            image.paste((0, 10 * i, 200), (8, 0, 16, 8))
+            image.save(buffer, "PNG")
+            members[f"{name}/{folder}/{i}.png"] = buffer.getvalue()
+    return members
+
+
+def make_tar(
+    members: dict[str, bytes], compression: str = "gz", links: dict[str, str] | None = None
+) -> bytes:
+    """A tar archive (``compression`` "", "gz", "bz2" or "xz"); ``links``: symbolic links name -> target."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def make_zip(members: dict[str, bytes], symlink: str | None = None) -> bytes:
@@ -109,10 +151,16 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/cyclegan/datasets"
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/datasets"
 
-    def serve(self, name: str, data: bytes) -> None:
-        self.files[f"/cyclegan/datasets/{name}.zip"] = data
+    def serve(self, name: str, data: bytes, archive: str = "zip") -> str:
+        """Serve ``data`` as ``<url>/<name>.<archive>``; returns that URL."""
+        self.files[f"/datasets/{name}.{archive}"] = data
+        return f"{self.url}/{name}.{archive}"
+
+    def source(self, name: str = NAME, archive: str = "zip", **record: object) -> DatasetSource:
+        """A source as a plugin would register it, for what this server serves under ``name``."""
+        return make_source(name, f"{self.url}/{name}.{archive}", plugin="loopback", **record)
 
 
 @pytest.fixture
@@ -156,7 +204,7 @@ def test_fetch_unpacks_into_the_reference_layout(server, tmp_path):
     assert f'[data]\n  type = "unpaired_folder"\n  root = "{(root / NAME).as_posix()}"' in result.stdout
     assert_dataset(root / NAME)
     assert leftovers(root) == [NAME]  # no archive, no .part, no temporary folder
-    assert server.requests == [(f"/cyclegan/datasets/{NAME}.zip", None)]
+    assert server.requests == [(f"/datasets/{NAME}.zip", None)]
 
 
 def test_interrupted_download_is_resumed(server, tmp_path, capsys):
@@ -205,23 +253,127 @@ def test_truncated_archive_is_an_error_and_leaves_no_dataset(server, tmp_path, c
     assert leftovers(root) == []
 
 
-# ------------------------------------------------------------------------------------- in-process
+def sources_plugin(folder: Path, module: str, body: str) -> str:
+    """A plugin module in ``folder`` whose ``register_dataset_sources`` runs ``body``; returns its path."""
+    path = folder / f"{module}.py"
+    hook = "@hookimpl\ndef register_dataset_sources(register):\n" + textwrap.indent(
+        textwrap.dedent(body), "    "
+    )
+    path.write_text("from ganforge import hookimpl\n\n\n" + hook)
+    return str(path)
 
 
-def test_list_shows_every_official_name(capsys):
+def test_plugin_source_downloads_checks_and_unpacks_a_paired_tar_gz(server, tmp_path, capsys):
+    data = make_tar(paired_members("tiny_facades"))
+    url = server.serve("tiny_facades", data, "tar.gz")
+    plugin = sources_plugin(
+        tmp_path,
+        "loopback_sources",
+        f"""
+        register("tiny_facades", "{url}", sha256="{sha256(data).upper()}", size={len(data)},
+                 layout="paired", summary="facades in miniature")
+        """,
+    )
+    root = tmp_path / "datasets"
     with pytest.raises(SystemExit) as exit_info:
-        main(["fetch", "--list"])
+        main(["fetch", "tiny_facades", "--root", str(root), "--plugin", plugin])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.split() == list(DATASETS)
-    for name in (
-        "apple2orange",
-        "summer2winter_yosemite",
-        "monet2photo",
-        "maps",
-        "facades",
-        "iphone2dslr_flower",
-    ):
-        assert name in DATASETS
+    out = capsys.readouterr().out
+    assert f"tiny_facades: {root / 'tiny_facades'} (train 2, val 2 images)" in out
+    path = (root / "tiny_facades").as_posix()
+    assert f'[data]\n  type = "paired_folder"\n  root = "{path}"\n  test_folder = "val"' in out
+    assert server.requests == [("/datasets/tiny_facades.tar.gz", None)]
+    assert leftovers(root) == ["tiny_facades"]
+    item = PairedFolder(root / "tiny_facades" / "train", Preprocess("none", 8, 8, False, True))[1]
+    assert item["A"].shape == item["B"].shape == (3, 8, 8)
+    assert item["A"][0].mean() > 0.5 and item["B"][2].mean() > 0.5  # A the red left half, B the blue right
+
+
+def test_list_shows_each_source_with_its_plugin(tmp_path, capsys, monkeypatch):
+    plugin = sources_plugin(
+        tmp_path,
+        "listed",
+        """
+        register("tiny_set", "http://127.0.0.1:9/tiny_set.zip", summary="a few images")
+        register("tiny_pairs", "http://127.0.0.1:9/pairs.tgz", layout="paired")
+        """,
+    )
+    with pytest.raises(SystemExit):
+        main(["fetch", "--list", "--json", "--plugin", plugin])
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["tiny_set"] == {
+        "name": "tiny_set",
+        "plugin": plugin,
+        "archive": "zip",
+        "layout": "unpaired",
+        "summary": "a few images",
+        "url": "http://127.0.0.1:9/tiny_set.zip",
+        "sha256": None,
+        "size": None,
+    }
+    assert rows["tiny_pairs"]["archive"] == "tar.gz" and rows["tiny_pairs"]["layout"] == "paired"
+    monkeypatch.syspath_prepend(str(tmp_path))  # by module name, as a recipe may name it
+    with pytest.raises(SystemExit):
+        main(["fetch", "--list", "--plugin", "listed"])
+    table = capsys.readouterr().out
+    assert re.search(r"name\s+.\s+plugin\s+.\s+archive\s+.\s+summary", table)
+    assert re.search(r"tiny_set\s+.\s+listed\s+.\s+zip\s+.\s+a few images", table)
+
+
+def test_duplicate_source_names_name_both_plugins(tmp_path, capsys):
+    first = sources_plugin(tmp_path, "first", 'register("same", "http://127.0.0.1:9/same.zip")\n')
+    second = sources_plugin(tmp_path, "second", 'register("same", "http://127.0.0.1:9/other.zip")\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fetch", "--list", "--plugin", first, "--plugin", second])
+    assert exit_info.value.code == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"error: dataset source 'same' is registered twice: by plugin '{first}' and by plugin '{second}'"
+    )
+
+
+def test_installed_plugin_whose_source_hook_raises_is_named_and_the_rest_listed(server, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    hook = "from ganforge import hookimpl\n\n\n@hookimpl\ndef register_dataset_sources(register):\n"
+    add_distribution(
+        site,
+        "broken_sources",
+        hook + '    raise RuntimeError("the list is offline")\n',
+        "broken-sources",
+        "broken_sources",
+    )
+    add_distribution(
+        site,
+        "good_sources",
+        hook + f'    register("tiny_set", "{server.url}/tiny_set.zip")\n',
+        "good-sources",
+        "good_sources",
+    )
+    result = run_cli("fetch", "--list", "--json", cwd=tmp_path, pythonpath=site)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row["plugin"] for row in json.loads(result.stdout)}
+    assert rows["tiny_set"] == "good_sources"
+    assert result.stderr.strip() == (
+        "warning: plugin 'broken_sources' (entry point of broken-sources) skipped: failed in "
+        "register_dataset_sources: RuntimeError: the list is offline"
+    )
+
+
+def test_unknown_name_says_did_you_mean_and_the_known_names(tmp_path, capsys):
+    plugin = sources_plugin(tmp_path, "named", 'register("tiny_facades", "http://127.0.0.1:9/f.tar.gz")\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fetch", "tiny_fcades", "--plugin", plugin, "--root", str(tmp_path / "datasets")])
+    assert exit_info.value.code == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: unknown dataset 'tiny_fcades' (did you mean 'tiny_facades'?); known: ")
+    assert "tiny_facades" in line.split("known: ")[1]
+    assert line.endswith("(ganforge fetch --list shows which plugin serves each)")
+    assert not (tmp_path / "datasets").exists()
+    with pytest.raises(FetchError, match="no installed plugin registers any dataset source"):
+        resolve("tiny_facades", DatasetSources())
+
+
+# ------------------------------------------------------------------------------------- in-process
 
 
 def test_partial_part_file_is_continued_with_a_range_request(server, tmp_path):
@@ -230,9 +382,9 @@ def test_partial_part_file_is_continued_with_a_range_request(server, tmp_path):
     root = tmp_path / "datasets"
     root.mkdir()
     (root / f"{NAME}.zip.part").write_bytes(data[:100])
-    done = fetch(NAME, root, server.url)
+    done = fetch(server.source(), root)
     assert (done.resumed_from, done.downloaded_bytes, done.archive_bytes) == (100, len(data) - 100, len(data))
-    assert server.requests == [(f"/cyclegan/datasets/{NAME}.zip", "bytes=100-")]
+    assert server.requests == [(f"/datasets/{NAME}.zip", "bytes=100-")]
     assert_dataset(root / NAME)
 
 
@@ -243,7 +395,7 @@ def test_server_without_ranges_sends_the_whole_file_again(server, tmp_path):
     root = tmp_path / "datasets"
     root.mkdir()
     (root / f"{NAME}.zip.part").write_bytes(b"stale bytes from another file")
-    done = fetch(NAME, root, server.url, keep_archive=True)
+    done = fetch(server.source(), root, keep_archive=True)
     assert done.downloaded_bytes == len(data)
     assert (root / f"{NAME}.zip").read_bytes() == data
     assert leftovers(root) == [NAME, f"{NAME}.zip"]
@@ -255,7 +407,7 @@ def test_complete_part_file_is_not_downloaded_again(server, tmp_path):
     root = tmp_path / "datasets"
     root.mkdir()
     (root / f"{NAME}.zip.part").write_bytes(data)
-    done = fetch(NAME, root, server.url)  # the server answers 416: nothing after the end
+    done = fetch(server.source(), root)  # the server answers 416: nothing after the end
     assert done.downloaded_bytes == 0
     assert_dataset(root / NAME)
 
@@ -275,9 +427,29 @@ def test_unsafe_members_are_refused_before_anything_is_written(server, tmp_path,
     server.serve(NAME, make_zip(members, symlink=member if symlink else None))
     root = tmp_path / "datasets"
     with pytest.raises(FetchError, match=re.escape(problem)):
-        fetch(NAME, root, server.url)
+        fetch(server.source(), root)
     assert leftovers(root) == []
     assert not Path("/tmp/ganforge-absolute.txt").exists() and not (tmp_path / "up.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "link", "problem"),
+    [
+        ("/tmp/ganforge-absolute-tar.txt", None, "an absolute path"),
+        ("tiny/train/../../../up.txt", None, "a '..' component"),
+        ("tiny/train/link.png", "/etc/passwd", "a symbolic link"),
+    ],
+)
+def test_unsafe_tar_members_are_refused_before_anything_is_written(server, tmp_path, member, link, problem):
+    members = paired_members("tiny")
+    if link is None:
+        members[member] = b"x"
+    server.serve("tiny", make_tar(members, "bz2", links={member: link} if link else None), "tar.bz2")
+    root = tmp_path / "datasets"
+    with pytest.raises(FetchError, match=re.escape(problem) + ".*nothing was extracted"):
+        fetch(server.source("tiny", "tar.bz2"), root)
+    assert leftovers(root) == []
+    assert not Path("/tmp/ganforge-absolute-tar.txt").exists() and not (tmp_path / "up.txt").exists()
 
 
 def test_damaged_member_removes_everything_unpacked(server, tmp_path):
@@ -288,31 +460,70 @@ def test_damaged_member_removes_everything_unpacked(server, tmp_path):
     server.serve(NAME, bytes(data))
     root = tmp_path / "datasets"
     with pytest.raises(FetchError, match="is damaged or cannot be unpacked"):
-        fetch(NAME, root, server.url)
+        fetch(server.source(), root)
     assert leftovers(root) == []
 
 
-def test_missing_archive_existing_target_and_unknown_names(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("archive", ["tar.gz", "tar.xz", "tar"])
+def test_truncated_tar_archives_are_refused(server, tmp_path, archive):
+    members = paired_members("tiny")
+    data = make_tar(members, archive.partition(".")[2])
+    if archive == "tar":  # cut right after the first member: no header is broken, the end block is missing
+        first = len(next(iter(members.values())))
+        data = data[: 512 + -(-first // 512) * 512]
+    else:
+        data = data[: len(data) - 12]  # the compressed stream's end
+    server.serve("tiny", data, archive)
     root = tmp_path / "datasets"
+    with pytest.raises(FetchError, match=f"truncated or not a {re.escape(archive)} file"):
+        fetch(server.source("tiny", archive), root)
+    assert leftovers(root) == []
+
+
+def test_checksum_and_size_are_checked_before_unpacking(server, tmp_path):
+    data = make_zip(dataset_members())
+    server.serve(NAME, data)
+    root = tmp_path / "datasets"
+    with pytest.raises(
+        FetchError, match=rf"SHA-256 {sha256(data)} is not the {'0' * 64} that plugin 'loopback'"
+    ):
+        fetch(server.source(sha256="0" * 64), root)
+    assert leftovers(root) == []  # the download is removed: resuming cannot mend it
+    with pytest.raises(FetchError, match=f"the download is {len(data):,} bytes, not the {len(data) + 1:,}"):
+        fetch(server.source(size=len(data) + 1), root)
+    assert leftovers(root) == []
+    done = fetch(server.source(sha256=sha256(data), size=len(data)), root)
+    assert done.archive_bytes == len(data)
+    assert_dataset(root / NAME)
+
+
+def test_missing_archive_existing_target_and_mirror_names(server, tmp_path, monkeypatch):
+    root = tmp_path / "datasets"
+    sources = DatasetSources()
+    sources.add(make_source("facades", "https://example.org/pix2pix/facades.tar.gz", plugin="p2p"))
     with pytest.raises(FetchError, match=r"HTTP 404.*no such dataset on this server"):
-        fetch("facades", root, server.url)
+        fetch(resolve("facades", sources, server.url), root)
     assert leftovers(root) == []  # no empty .part left behind
     (root / "maps").mkdir(parents=True)
     (root / "maps" / "mine.txt").write_text("keep")
     with pytest.raises(FetchError, match="already exists"):
-        fetch("maps", root, server.url)
-    assert server.requests == [("/cyclegan/datasets/facades.zip", None)]  # maps was not even asked for
-    with pytest.raises(FetchError, match=r"unknown dataset 'hors2zebra' \(did you mean 'horse2zebra'\?\)"):
-        fetch("hors2zebra", root)
+        fetch(resolve("maps", sources, server.url), root)
+    # a mirror serves NAME.<archive> of a registered source: facades stays a tar.gz
+    assert server.requests == [("/datasets/facades.tar.gz", None)]  # maps was not even asked for
+    with pytest.raises(FetchError, match=r"unknown dataset 'facade' \(did you mean 'facades'\?\)"):
+        resolve("facade", sources)
     with pytest.raises(FetchError, match="must be letters"):
-        fetch("../x", root, server.url)
-    # a mirror may serve other names; the environment variable names the mirror
+        resolve("../x", sources, server.url)
+    # a mirror may serve other names, as zip archives; the environment variable names the mirror
     server.serve("my_set", make_zip(dataset_members("my_set")))
     monkeypatch.setenv("GANFORGE_DATASET_URL", server.url + "/")
-    assert fetch("my_set", root).path == root / "my_set"
+    mine = resolve("my_set", sources)
+    assert (mine.url, mine.archive, mine.plugin) == (f"{server.url}/my_set.zip", "zip", "--base-url")
+    assert fetch(mine, root).path == root / "my_set"
     assert fetch_module.base_url() == server.url
+    monkeypatch.setenv("GANFORGE_DATASET_URL", "file:///etc")
+    with pytest.raises(FetchError, match="GANFORGE_DATASET_URL 'file:///etc' is not an http"):
+        resolve("facades", sources)
     monkeypatch.delenv("GANFORGE_DATASET_URL")
-    assert fetch_module.base_url() == OFFICIAL_BASE_URL
-    assert fetch_module.dataset_url(NAME, OFFICIAL_BASE_URL) == (
-        "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip"
-    )
+    assert fetch_module.base_url() is None
+    assert resolve("facades", sources).url == "https://example.org/pix2pix/facades.tar.gz"

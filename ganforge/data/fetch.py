@@ -1,32 +1,40 @@
-"""Download and unpack the official CycleGAN datasets, safely.
+"""Download and unpack a published dataset archive, safely.
 
-``fetch(name, root)`` does four things, each of which can fail without leaving something that looks
-like a dataset:
+Which archives exist, and where, is not known here: plugins register them as
+:class:`~ganforge.data.sources.DatasetSource` records (the ``register_dataset_sources`` hook), and
+:func:`resolve` picks one by name. ``fetch(source, root)`` then does four things, each of which can
+fail without leaving something that looks like a dataset:
 
-1. **Download** ``<base>/<name>.zip`` into ``<root>/<name>.zip.part``. A ``.part`` left by an
+1. **Download** the source's URL into ``<root>/<name>.<archive>.part``. A ``.part`` left by an
    interrupted download is continued with an HTTP ``Range`` request (a server that ignores it sends
    the whole file, which replaces the partial one). Two fetches of one name cannot write the same file
    at once (a lock on the ``.part`` file).
-2. **Check** that the file is a complete zip archive (a truncated one has no central directory) and
-   that every member stays inside the target: absolute names, ``..`` components and symbolic links
-   are refused before anything is written.
-3. **Extract** into a hidden temporary folder inside ``root`` (``.<name>.extract-*``), checking every
-   member's CRC as it is written.
-4. **Move** the archive's top folder ``<name>/`` to ``<root>/<name>`` with one rename, then delete the
-   archive (unless asked to keep it).
+2. **Check** the file: its size and SHA-256 when the source states them, that it is a complete
+   archive of its format (zip or tar, plain or gzip/bzip2/xz compressed), and that every member stays
+   inside the target: absolute names, ``..`` components, links and device files are refused before
+   anything is written.
+3. **Extract** into a hidden temporary folder inside ``root`` (``.<name>.extract-*``); a zip member's
+   CRC is checked as it is written, a compressed tar's as its stream ends.
+4. **Move** the archive's top folder (``<name>/`` in most archives) to ``<root>/<name>`` with one
+   rename, then delete the archive (unless asked to keep it).
 
-The server is :data:`ganforge.data.folders.OFFICIAL_BASE_URL`, or ``base_url``, or the environment
-variable ``GANFORGE_DATASET_URL``. Only the standard library's ``urllib`` is used.
+A mirror (``base`` in :func:`resolve`, or the environment variable ``GANFORGE_DATASET_URL``) serves
+``<base>/<name>.<archive>`` in place of each source's URL, and may serve names no plugin registers
+(as zip archives). Only the standard library's ``urllib`` is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import http.client
+import lzma
 import os
 import re
 import shutil
 import stat
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
@@ -36,7 +44,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -49,17 +57,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ganforge.data.folders import OFFICIAL_BASE_URL, OFFICIAL_DATASETS, list_images
+from ganforge.data.folders import list_images
+from ganforge.data.sources import DatasetSource, DatasetSources, check_dataset_name
 from ganforge.errors import DatasetError, did_you_mean
-
-#: The archives on the CycleGAN authors' server (``<name>.zip``).
-DATASETS: tuple[str, ...] = OFFICIAL_DATASETS
 
 URL_ENV = "GANFORGE_DATASET_URL"
 CHUNK = 1 << 16
 TIMEOUT_S = 60.0
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _IGNORED_TOP = ("__MACOSX",)
+#: Who a source made up for a mirror's unregistered name is said to come from.
+MIRROR = "--base-url"
 
 
 class FetchError(DatasetError):
@@ -74,43 +81,69 @@ class BadArchive(FetchError):
 class Fetched:
     """What :func:`fetch` put where."""
 
-    name: str
+    source: DatasetSource  # as downloaded (its url is the mirror's when one was used)
     path: Path
-    url: str
     downloaded_bytes: int  # bytes transferred by this call (less than the archive after a resume)
     archive_bytes: int
     resumed_from: int  # bytes already in the .part file when this call began
     folders: dict[str, int]  # top-level subfolder -> number of images in it
 
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def url(self) -> str:
+        return self.source.url
+
 
 # ------------------------------------------------------------------------------------------ naming
 
 
-def base_url(explicit: str | None = None) -> str:
-    """``explicit``, else ``$GANFORGE_DATASET_URL``, else the authors' server; checked to be http(s)."""
-    url = explicit or os.environ.get(URL_ENV) or OFFICIAL_BASE_URL
+def base_url(explicit: str | None = None) -> str | None:
+    """The mirror: ``explicit``, else ``$GANFORGE_DATASET_URL``, else None; checked to be http(s)."""
+    url = explicit or os.environ.get(URL_ENV) or None
+    if url is None:
+        return None
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
-        source = "--base-url" if explicit else URL_ENV if os.environ.get(URL_ENV) else "base URL"
+        source = "--base-url" if explicit else URL_ENV
         raise FetchError(f"{source} {url!r} is not an http:// or https:// URL")
     return url.rstrip("/")
 
 
-def check_name(name: str, custom_server: bool) -> None:
-    """Known names always; other (file-name-safe) names only from a server other than the authors'."""
-    if name in DATASETS:
-        return
-    if not custom_server:
-        raise FetchError(
-            f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)} "
-            "(ganforge fetch --list)"
+def unknown_name(name: str, sources: DatasetSources) -> str:
+    """The one line for a name no plugin registers."""
+    if not len(sources):
+        return (
+            f"unknown dataset {name!r}: no installed plugin registers any dataset source "
+            "(ganforge plugins lists the plugins; --base-url fetches NAME.zip from a server of your choice)"
         )
-    if not _SAFE_NAME.match(name) or name.endswith((".part", ".zip")):
-        raise FetchError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
+    names = sources.names()
+    return (
+        f"unknown dataset {name!r}{did_you_mean(name, names)}; known: {', '.join(names)} "
+        "(ganforge fetch --list shows which plugin serves each)"
+    )
 
 
-def dataset_url(name: str, base: str) -> str:
-    return f"{base}/{urllib.parse.quote(name)}.zip"
+def resolve(name: str, sources: DatasetSources, base: str | None = None) -> DatasetSource:
+    """The source to download for ``name``: a registered one, from the mirror when there is one.
+
+    Without a mirror only registered names are accepted; a mirror may also serve other (file-name
+    safe) names, as ``<base>/<name>.zip``.
+    """
+    mirror = base_url(base)
+    source = sources.get(name)
+    if source is None:
+        if mirror is None:
+            raise FetchError(unknown_name(name, sources))
+        problem = check_dataset_name(name)
+        if problem is not None:
+            raise FetchError(f"dataset name {name!r} {problem}")
+        return DatasetSource(name, f"{mirror}/{urllib.parse.quote(name)}.zip", "zip", "unpaired", MIRROR)
+    if mirror is not None:
+        return dataclasses.replace(source, url=f"{mirror}/{urllib.parse.quote(source.file_name)}")
+    return source
 
 
 # ---------------------------------------------------------------------------------------- download
@@ -177,10 +210,14 @@ def _open(url: str, offset: int) -> http.client.HTTPResponse | None:
         raise FetchError(f"{url}: cannot connect: {reason}") from None
 
 
-def download(url: str, part: Path, console: Console | None = None) -> tuple[int, int]:
+def download(
+    url: str, part: Path, console: Console | None = None, *, size: int | None = None, label: str = ""
+) -> tuple[int, int]:
     """Download ``url`` into ``part``, continuing what is there; returns (bytes transferred, size).
 
-    An interrupted transfer keeps ``part`` and raises :class:`FetchError` saying how to continue.
+    ``size``, when known, is the archive's size in bytes: it sizes the progress bar and the disk check
+    when the server does not say. An interrupted transfer keeps ``part`` and raises
+    :class:`FetchError` saying how to continue.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
     with _locked(part) as out:
@@ -203,13 +240,12 @@ def download(url: str, part: Path, console: Console | None = None) -> tuple[int,
                 offset = 0
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-            if total is not None:
-                _check_space(part.parent, total - offset, f"downloading {url}")
+            expected = total if total is not None else size
+            if expected is not None:
+                _check_space(part.parent, expected - offset, f"downloading {url}")
             done = offset
             with _progress(console) as progress:
-                task = progress.add_task(
-                    f"{part.name.removesuffix('.zip.part')}", total=total, completed=offset
-                )
+                task = progress.add_task(label or part.name, total=expected, completed=offset)
                 try:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)
@@ -218,14 +254,14 @@ def download(url: str, part: Path, console: Console | None = None) -> tuple[int,
                 except (http.client.HTTPException, OSError) as exc:
                     out.flush()
                     raise FetchError(
-                        f"{url}: download interrupted at {done:,} of {_size(total)} bytes "
+                        f"{url}: download interrupted at {done:,} of {_size(expected)} bytes "
                         f"({type(exc).__name__}); {part} is kept: run the same command again to resume"
                     ) from None
             out.flush()
             os.fsync(out.fileno())
-            if total is not None and done != total:
+            if expected is not None and done < expected:
                 raise FetchError(
-                    f"{url}: download interrupted at {done:,} of {total:,} bytes (connection closed); "
+                    f"{url}: download interrupted at {done:,} of {expected:,} bytes (connection closed); "
                     f"{part} is kept: run the same command again to resume"
                 )
             return done - offset, done
@@ -244,62 +280,175 @@ def _check_space(folder: Path, needed: int, what: str) -> None:
 # ---------------------------------------------------------------------------------------- checking
 
 
-def safe_members(archive: zipfile.ZipFile, source: Path) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Every member with its relative path; raises if any would land outside the target folder."""
-    members = []
-    for info in archive.infolist():
-        name = info.filename.replace("\\", "/")
-        path = PurePosixPath(name)
-        mode = info.external_attr >> 16
-        problem = None
-        if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or path.is_absolute():
-            problem = "an absolute path"
-        elif ".." in path.parts:
-            problem = "a '..' component"
-        elif stat.S_ISLNK(mode):
-            problem = "a symbolic link"
-        elif "\x00" in name:
-            problem = "a NUL character"
-        if problem:
-            raise BadArchive(
-                f"{source}: refused: member {info.filename!r} has {problem} and would land outside the "
-                "target folder; nothing was extracted and the archive was deleted"
-            )
-        parts = [p for p in path.parts if p not in ("", ".")]
-        if not parts or parts[0] in _IGNORED_TOP:
-            continue
-        members.append((info, PurePosixPath(*parts)))
-    return members
-
-
-def open_archive(path: Path, url: str) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+def verify(part: Path, source: DatasetSource) -> None:
+    """The size and SHA-256 the source states, when it states them; a mismatch is a :class:`BadArchive`."""
+    actual = part.stat().st_size
+    if source.size is not None and actual != source.size:
         raise BadArchive(
-            f"{url}: the downloaded archive is truncated or not a zip file ({exc}); removed it, "
-            "nothing was extracted: run the command again to download it anew"
-        ) from None
+            f"{source.url}: the download is {actual:,} bytes, not the {source.size:,} that plugin "
+            f"'{source.plugin}' registered; removed it, nothing was extracted"
+        )
+    if source.sha256 is not None:
+        digest = hashlib.sha256()
+        with open(part, "rb") as handle:
+            while chunk := handle.read(CHUNK * 16):
+                digest.update(chunk)
+        if digest.hexdigest() != source.sha256:
+            raise BadArchive(
+                f"{source.url}: SHA-256 {digest.hexdigest()} is not the {source.sha256} that plugin "
+                f"'{source.plugin}' registered; removed the download, nothing was extracted: run the "
+                "command again to download it anew"
+            )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive member that passed the checks."""
+
+    name: str  # as written in the archive
+    path: PurePosixPath  # where it goes, relative to the target folder
+    is_dir: bool
+    size: int
+    entry: Any  # the format's own record (ZipInfo, TarInfo)
+
+
+def _checked_path(raw: str, kind_problem: str | None, source: Path) -> PurePosixPath | None:
+    """Where member ``raw`` goes (None: left out); raises if it would land outside the target folder."""
+    name = raw.replace("\\", "/")
+    path = PurePosixPath(name)
+    problem = kind_problem
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or path.is_absolute():
+        problem = "an absolute path"
+    elif ".." in path.parts:
+        problem = "a '..' component"
+    elif "\x00" in name:
+        problem = "a NUL character"
+    if problem:
+        raise BadArchive(
+            f"{source}: refused: member {raw!r} has {problem} and would land outside the target folder; "
+            "nothing was extracted and the archive was deleted"
+        )
+    parts = [p for p in path.parts if p not in ("", ".")]
+    if not parts or parts[0] in _IGNORED_TOP:
+        return None
+    return PurePosixPath(*parts)
+
+
+class _Zip:
+    """A zip archive; each member's CRC is checked when it is read to its end."""
+
+    #: What reading a damaged (or encrypted, or oddly compressed) member raises.
+    errors: tuple[type[BaseException], ...] = (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    )
+
+    def __init__(self, path: Path, archive: str) -> None:
+        self.archive = zipfile.ZipFile(path)
+
+    def entries(self) -> Iterator[tuple[str, str | None, bool, int, Any]]:
+        for info in self.archive.infolist():
+            link = stat.S_ISLNK(info.external_attr >> 16)
+            yield info.filename, "a symbolic link" if link else None, info.is_dir(), info.file_size, info
+
+    def open(self, entry: Any) -> IO[bytes]:
+        return self.archive.open(entry)
+
+    def close(self) -> None:
+        self.archive.close()
+
+
+class _Tar:
+    """A tar archive, plain or compressed (``tar``, ``tar.gz``, ``tar.bz2``, ``tar.xz``)."""
+
+    errors: tuple[type[BaseException], ...] = (
+        tarfile.TarError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+    )
+
+    def __init__(self, path: Path, archive: str) -> None:
+        self.archive = tarfile.open(path, "r:" + archive.partition(".")[2])  # noqa: SIM115 (see close)
+
+    def entries(self) -> Iterator[tuple[str, str | None, bool, int, Any]]:
+        infos = self.archive.getmembers()
+        # tarfile takes a missing end-of-archive block for the end: a cut at a member boundary would pass
+        stream = self.archive.fileobj
+        assert stream is not None
+        stream.seek(self.archive.offset)
+        if stream.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+            raise tarfile.ReadError("no end-of-archive block")
+        while stream.read(CHUNK):  # to the end, so a compressed stream checks its trailer
+            pass
+        for info in infos:
+            problem = None
+            if info.issym():
+                problem = "a symbolic link"
+            elif info.islnk():
+                problem = "a hard link"
+            elif not (info.isfile() or info.isdir()):
+                problem = "a device or pipe"
+            yield info.name, problem, info.isdir(), info.size, info
+
+    def open(self, entry: Any) -> IO[bytes]:
+        handle = self.archive.extractfile(entry)
+        assert handle is not None  # a regular file
+        return handle
+
+    def close(self) -> None:
+        self.archive.close()
+
+
+@contextlib.contextmanager
+def open_archive(path: Path, source: DatasetSource) -> Iterator[_Zip | _Tar]:
+    """The downloaded archive, opened by its format; truncated or not of that format: :class:`BadArchive`."""
+    kind = _Zip if source.archive == "zip" else _Tar
+    try:
+        archive = kind(path, source.archive)
+    except (*kind.errors, OSError) as exc:
+        raise BadArchive(_not_an_archive(source, exc)) from None
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+def _not_an_archive(source: DatasetSource, exc: BaseException) -> str:
+    return (
+        f"{source.url}: the downloaded archive is truncated or not a {source.archive} file ({exc}); "
+        "removed it, nothing was extracted: run the command again to download it anew"
+    )
+
+
+def members(archive: _Zip | _Tar, path: Path, source: DatasetSource) -> list[Member]:
+    """Every member with where it goes; raises before anything is written if one would escape."""
+    found = []
+    try:
+        for raw, problem, is_dir, size, entry in archive.entries():
+            relative = _checked_path(raw, problem, path)
+            if relative is not None:
+                found.append(Member(raw, relative, is_dir, size, entry))
+    except BadArchive:
+        raise
+    except archive.errors as exc:
+        raise BadArchive(_not_an_archive(source, exc)) from None
+    return found
 
 
 # -------------------------------------------------------------------------------------- extracting
 
 
-#: What reading a damaged (or encrypted, or oddly compressed) member raises.
-_ARCHIVE_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    EOFError,
-    zlib.error,
-    NotImplementedError,
-    RuntimeError,
-)
-
-
-def extract(archive: zipfile.ZipFile, source: Path, into: Path, console: Console | None = None) -> None:
-    """Extract every (checked) member of ``archive`` under ``into``, verifying CRCs."""
-    members = safe_members(archive, source)
-    _check_space(into, sum(info.file_size for info, _ in members), f"unpacking {source.name}")
+def extract(
+    archive: _Zip | _Tar, found: list[Member], source: Path, into: Path, console: Console | None = None
+) -> None:
+    """Write every (checked) member under ``into``."""
+    _check_space(into, sum(m.size for m in found if not m.is_dir), f"unpacking {source.name}")
     root = into.resolve()
     console = console or Console(stderr=True)
     with Progress(
@@ -309,31 +458,54 @@ def extract(archive: zipfile.ZipFile, source: Path, into: Path, console: Console
         console=console,
         disable=not console.is_terminal,
     ) as progress:
-        task = progress.add_task("unpacking", total=len(members))
-        for info, relative in members:
-            target = into.joinpath(*relative.parts)
+        task = progress.add_task("unpacking", total=len(found))
+        for member in found:
+            target = into.joinpath(*member.path.parts)
             if not target.resolve().is_relative_to(root):  # belt and braces, after the name checks
-                raise BadArchive(f"{source}: refused: member {info.filename!r} would land outside {into}")
-            if info.is_dir():
+                raise BadArchive(f"{source}: refused: member {member.name!r} would land outside {into}")
+            if member.is_dir:
                 target.mkdir(parents=True, exist_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with archive.open(info) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
-                except _ARCHIVE_ERRORS as exc:
-                    raise BadArchive(
-                        f"{source}: member {info.filename!r} is damaged or cannot be unpacked ({exc}); "
-                        "removed the archive and everything unpacked: run the command again to download "
-                        "it anew"
-                    ) from None
-                except OSError as exc:
-                    raise FetchError(f"cannot write {target}: {exc}; the archive is kept") from None
+                _write_member(archive, member, target, source)
             progress.advance(task)
 
 
+def _write_member(archive: _Zip | _Tar, member: Member, target: Path, source: Path) -> None:
+    def damaged(exc: BaseException) -> BadArchive:
+        return BadArchive(
+            f"{source}: member {member.name!r} is damaged or cannot be unpacked ({exc}); removed the "
+            "archive and everything unpacked: run the command again to download it anew"
+        )
+
+    def unwritable(exc: OSError) -> FetchError:
+        return FetchError(f"cannot write {target}: {exc}; the archive is kept")
+
+    try:
+        src = archive.open(member.entry)
+    except archive.errors as exc:
+        raise damaged(exc) from None
+    with src:
+        try:
+            dst = open(target, "wb")  # noqa: SIM115 (a write error and a read error differ: see below)
+        except OSError as exc:
+            raise unwritable(exc) from None
+        with dst:
+            while True:
+                try:
+                    chunk = src.read(CHUNK)
+                except archive.errors as exc:
+                    raise damaged(exc) from None
+                if not chunk:
+                    break
+                try:
+                    dst.write(chunk)
+                except OSError as exc:
+                    raise unwritable(exc) from None
+
+
 def _content_folder(extracted: Path) -> Path:
-    """The archive's top folder (``<name>/`` in the official archives) if it has only one, else all of it."""
+    """The archive's top folder (``<name>/`` in most archives) if it has only one, else all of it."""
     entries = list(extracted.iterdir())
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]
@@ -354,17 +526,17 @@ def _remove_stale(root: Path, name: str) -> None:
 
 
 def fetch(
-    name: str,
+    source: DatasetSource,
     root: Path,
-    base: str | None = None,
     *,
     keep_archive: bool = False,
     console: Console | None = None,
 ) -> Fetched:
-    """Download ``name`` into ``root/<name>`` (see the module docstring)."""
-    server = base_url(base)
-    check_name(name, custom_server=server != OFFICIAL_BASE_URL)
-    url = dataset_url(name, server)
+    """Download ``source`` into ``root/<name>`` (see the module docstring)."""
+    name = source.name
+    problem = check_dataset_name(name)
+    if problem is not None:
+        raise FetchError(f"dataset name {name!r} {problem}")
     target = root / name
     if target.exists() and not (target.is_dir() and not any(target.iterdir())):
         raise FetchError(f"{target} already exists; delete it to fetch {name} again")
@@ -372,10 +544,10 @@ def fetch(
         raise FetchError(f"--root {root} is not a folder")
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root, name)
-    part = root / f"{name}.zip.part"
+    part = root / f"{source.file_name}.part"
     resumed_from = part.stat().st_size if part.is_file() else 0
     try:
-        transferred, size = download(url, part, console)
+        transferred, size = download(source.url, part, console, size=source.size, label=name)
     except FetchError:
         if part.is_file() and part.stat().st_size == 0:  # nothing to resume: leave nothing behind
             part.unlink()
@@ -383,8 +555,9 @@ def fetch(
 
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}.extract-", dir=root))
     try:
-        with open_archive(part, url) as archive:
-            extract(archive, part, scratch, console)
+        verify(part, source)
+        with open_archive(part, source) as archive:
+            extract(archive, members(archive, part, source), part, scratch, console)
         content = _content_folder(scratch)
         try:
             if target.is_dir():  # an empty folder: replace it
@@ -398,7 +571,7 @@ def fetch(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if keep_archive:
-        part.replace(root / f"{name}.zip")
+        part.replace(root / source.file_name)
     else:
         part.unlink(missing_ok=True)
-    return Fetched(name, target, url, transferred, size, resumed_from, _summary(target))
+    return Fetched(source, target, transferred, size, resumed_from, _summary(target))

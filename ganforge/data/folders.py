@@ -26,30 +26,6 @@ from ganforge.errors import DatasetError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
-#: Where the CycleGAN authors serve their datasets, as ``<base>/<name>.zip``.
-OFFICIAL_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
-OFFICIAL_URL = OFFICIAL_BASE_URL + "/{name}.zip"
-
-#: The archives on that server (CycleGAN's list; ``ganforge fetch --list``).
-OFFICIAL_DATASETS: tuple[str, ...] = (
-    "apple2orange",
-    "summer2winter_yosemite",
-    "horse2zebra",
-    "monet2photo",
-    "cezanne2photo",
-    "ukiyoe2photo",
-    "vangogh2photo",
-    "maps",
-    "cityscapes",
-    "facades",
-    "iphone2dslr_flower",
-    "ae_photos",
-    "mini",
-    "mini_pix2pix",
-    "mini_colorization",
-    "grumpifycat",
-)
-
 OnCorrupt = Literal["error", "skip"]
 
 
@@ -69,13 +45,10 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def how_to_get(root: Path) -> str:
-    name = root.name
-    if name not in OFFICIAL_DATASETS:
-        return "expected folders trainA/ trainB/ testA/ testB/ (ganforge fetch --list: the official datasets)"
+    """How to download a missing dataset; which archives exist, and where, is ``ganforge fetch``'s to say."""
     return (
-        f"get it with: ganforge fetch {name} --root {root.parent} "
-        f"(or curl -LO {OFFICIAL_URL.format(name=name)} && unzip {name}.zip -d {root.parent}; "
-        "folders trainA/ trainB/ testA/ testB/)"
+        f"to download a published dataset: ganforge fetch {root.name or 'NAME'} --root {root.parent} "
+        "(ganforge fetch --list shows the names)"
     )
 
 
@@ -97,7 +70,8 @@ def image_folder(folder: Path, what: str) -> list[Path]:
 def find_domain_folders(root: Path, split: str) -> tuple[list[Path], list[Path]]:
     if not root.is_dir():
         raise DatasetError(
-            f"data.root: dataset folder {root} not found (absolute: {root.resolve()}); {how_to_get(root)}"
+            f"data.root: dataset folder {root} not found (absolute: {root.resolve()}); expected folders "
+            f"trainA/ trainB/ testA/ testB/; {how_to_get(root)}"
         )
     found = []
     for domain in ("A", "B"):
@@ -342,7 +316,10 @@ class PairedFolder(Dataset):
     ) -> None:
         root = folder.parent
         if not root.is_dir():
-            raise DatasetError(f"data.root: dataset folder {root} not found (absolute: {root.resolve()})")
+            raise DatasetError(
+                f"data.root: dataset folder {root} not found (absolute: {root.resolve()}); expected "
+                f"train/ and test/ of A|B images side by side; {how_to_get(root)}"
+            )
         if not folder.is_dir():
             subfolders = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())
             raise DatasetError(

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge import hookimpl
-from ganforge.hookspecs import Register
+from ganforge.hookspecs import Register, SourceRegister
 from ganforge_cyclegan.model import CycleGANParams, build_cyclegan
 from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
 from ganforge_cyclegan.objectives import build_l1, build_lsgan, build_vanilla
@@ -14,6 +14,7 @@ from ganforge_cyclegan.pool import HistoryPoolParams, build_history_pool
 from ganforge_cyclegan.reference import FORMAT as REFERENCE_FORMAT
 from ganforge_cyclegan.reference import load_reference_generator
 from ganforge_cyclegan.schedule import LinearDecayParams, build_linear_decay
+from ganforge_cyclegan.sources import register_sources
 
 
 @hookimpl
@@ -46,6 +47,12 @@ def register_schedulers(register: Register) -> None:
 @hookimpl
 def register_models(register: Register) -> None:
     register("cyclegan", build_cyclegan, params=CycleGANParams)
+
+
+@hookimpl
+def register_dataset_sources(register: SourceRegister) -> None:
+    """The authors' archives (``ganforge fetch --list``)."""
+    register_sources(register)
 
 
 @hookimpl
