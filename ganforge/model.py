@@ -20,7 +20,7 @@ class Direction:
     """One translation a trained model offers: images of domain ``source``, put through the model's
     submodule ``net``, come out looking like domain ``target``.
 
-    ``name`` is the model's own spelling, what ``--direction`` takes (e.g. ``AtoB``); ``source``
+    ``name`` is the model's own spelling, what ``--direction`` takes (e.g. ``paint``); ``source``
     and ``target`` are the dataset's domain keys (``"A"``, ``"B"``). ``generator`` is the net's component
     spec (``type`` plus params), so an export can be rebuilt without the recipe; ``None`` if the net is
     not a registered component.
@@ -39,7 +39,7 @@ class Direction:
 
     def matches(self, text: str) -> bool:
         """``text`` names this direction: its name, its key or ``<source>-to-<target>``, in any case,
-        with or without ``-``/``_`` (``AtoB``, ``a2b``, ``a-to-b``)."""
+        with or without ``-``/``_`` (for domains X and Y: ``XtoY``, ``x2y``, ``x-to-y``)."""
 
         def plain(word: str) -> str:
             return "".join(ch for ch in word.lower() if ch not in "-_ ")

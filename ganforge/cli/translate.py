@@ -37,7 +37,7 @@ DirectionOption = Annotated[
     typer.Option(
         "--direction",
         "-d",
-        help="A translation direction the checkpoint's model declares (e.g. AtoB; also A2B, a-to-b); "
+        help="A translation direction the checkpoint's model declares (also SOURCE2TARGET or source-to-target); "
         "files holding one generator need none. [default: the model's first]",
         show_default=False,
     ),
