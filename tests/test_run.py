@@ -50,7 +50,7 @@ def test_missing_dataset_is_one_clear_line_and_writes_nothing(tmp_path):
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: data.root: dataset folder datasets/monet2photo not found")
-    assert "cyclegan/datasets/monet2photo.zip" in line and "trainA/ trainB/ testA/ testB/" in line
+    assert "ganforge fetch monet2photo --root datasets" in line and "trainA/ trainB/ testA/ testB/" in line
     assert not (tmp_path / "runs").exists()
 
 
