@@ -235,8 +235,8 @@ def training_worker(config: dict[str, Any]) -> None:
 def inference_worker(config: dict[str, Any]) -> None:
     """Build one generator, translate once (warm-up), then once per 'step' line; 'done' saves the output."""
     import torch
+    from ganforge_cpu_kernels import use_cpu_algorithms
 
-    from ganforge.ops import use_cpu_algorithms
     from ganforge.plugins import collect_registries, make_plugin_manager
 
     mode = config["mode"]

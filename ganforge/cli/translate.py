@@ -192,7 +192,7 @@ def translate(
     if winograd:
         if not generator.has_python_module:
             raise GanforgeError(f"--winograd: {generator.label} is not a PyTorch module (only those can switch)")
-        from ganforge.ops import use_cpu_algorithms
+        from ganforge_cpu_kernels import use_cpu_algorithms
 
         switched = use_cpu_algorithms(generator.module)
         where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"

@@ -54,7 +54,7 @@ class Runtime:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.conv_algorithm == "winograd":
-            from ganforge.ops import use_cpu_algorithms
+            from ganforge_cpu_kernels import use_cpu_algorithms
 
             per_net = [use_cpu_algorithms(net) for net in networks.values()]
             switched = [name for s in per_net for name in s.winograd]

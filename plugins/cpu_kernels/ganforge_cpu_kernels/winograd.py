@@ -41,7 +41,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.errors import GanforgeWarning
-from ganforge.ops import cpu_fp32, plain_conv, single_use_pairs, switch_class
+from ganforge_cpu_kernels import cpu_fp32, plain_conv, single_use_pairs, switch_class
 
 # The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
 # output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.

@@ -9,18 +9,17 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels import use_cpu_algorithms
+from ganforge_cpu_kernels.strided import StridedConv2d, eligible, phase_filter_gradient, use_phase_gradients
+from ganforge_cpu_kernels.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
 from torch import nn
-
-from ganforge.ops import use_cpu_algorithms
-from ganforge.ops.strided import StridedConv2d, eligible, phase_filter_gradient, use_phase_gradients
-from ganforge.ops.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
 
 
 @pytest.fixture(autouse=True)
 def compiled():
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch":
         pytest.skip("GANFORGE_WINOGRAD_KERNELS=torch asks for the torch-operator path")
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels could not be built here")

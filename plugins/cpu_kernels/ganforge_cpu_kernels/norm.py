@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ganforge.ops import cpu_fp32, single_use_pairs, switch_class
-from ganforge.ops.winograd import compiled_for, compiled_kernels
+from ganforge_cpu_kernels import cpu_fp32, single_use_pairs, switch_class
+from ganforge_cpu_kernels.winograd import compiled_for, compiled_kernels
 
 
 class _InstanceNorm(torch.autograd.Function):

@@ -12,13 +12,13 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels import winograd
+from ganforge_cpu_kernels.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
 
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import GanforgeWarning
-from ganforge.ops import winograd
-from ganforge.ops.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:

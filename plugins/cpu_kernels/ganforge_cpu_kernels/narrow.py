@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ganforge.ops import cpu_fp32, plain_conv, switch_class
-from ganforge.ops.winograd import compiled_for, compiled_kernels
+from ganforge_cpu_kernels import cpu_fp32, plain_conv, switch_class
+from ganforge_cpu_kernels.winograd import compiled_for, compiled_kernels
 
 FEW_CHANNELS = 4  # at most this many channels on the narrow side
 MIN_WIDE_CHANNELS = 32  # and at least this many on the other

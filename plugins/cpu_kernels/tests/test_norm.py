@@ -9,9 +9,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from ganforge.ops.norm import (
+from ganforge_cpu_kernels.norm import (
     CompiledInstanceNorm2d,
     FoldedActivation,
     FoldedLeakyReLU,
@@ -19,6 +17,7 @@ from ganforge.ops.norm import (
     eligible,
     use_compiled_instance_norm,
 )
+from torch import nn
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -29,7 +28,7 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
 def compiled():
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch":
         pytest.skip("GANFORGE_WINOGRAD_KERNELS=torch asks for the torch-operator path")
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels could not be built here")

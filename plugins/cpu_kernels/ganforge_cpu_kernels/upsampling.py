@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.ops import cpu_fp32, switch_class
-from ganforge.ops.strided import transposed_forward
-from ganforge.ops.winograd import compiled_for
+from ganforge_cpu_kernels import cpu_fp32, switch_class
+from ganforge_cpu_kernels.strided import transposed_forward
+from ganforge_cpu_kernels.winograd import compiled_for
 
 
 class UpsamplingConvTranspose2d(nn.ConvTranspose2d):

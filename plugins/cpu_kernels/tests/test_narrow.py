@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels.narrow import NarrowConv2d, eligible, use_narrow_kernels
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
 
 from ganforge.engine.runtime import Runtime
-from ganforge.ops.narrow import NarrowConv2d, eligible, use_narrow_kernels
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -22,7 +22,7 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
 def compiled_kernels_or_skip() -> None:
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch":
         pytest.skip("GANFORGE_WINOGRAD_KERNELS=torch asks for the torch-operator path")
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels could not be built here")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels import use_cpu_algorithms
+from ganforge_cpu_kernels.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
 from torch import nn
-
-from ganforge.ops import use_cpu_algorithms
-from ganforge.ops.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
 
 
 def layer_and_copy(**kwargs) -> tuple[nn.ConvTranspose2d, nn.ConvTranspose2d]:
@@ -68,8 +67,8 @@ def test_use_cpu_algorithms_switches_a_generators_upsampling_layers():
 def test_the_compiled_layout_copy_gives_torchs_nchw_tensor(shape):
     import os
 
-    from ganforge.ops.upsampling import _to_nchw
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.upsampling import _to_nchw
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch" or compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels are not built here")

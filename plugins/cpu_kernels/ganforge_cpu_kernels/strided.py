@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ganforge.ops import cpu_fp32, switch_class
-from ganforge.ops.winograd import compiled_for
+from ganforge_cpu_kernels import cpu_fp32, switch_class
+from ganforge_cpu_kernels.winograd import compiled_for
 
 MIN_CHANNELS = 32  # narrower sides (a PatchGAN's 3-channel input) make thin products that do not pay
 

@@ -80,11 +80,11 @@ class Switched(NamedTuple):
 def use_cpu_algorithms(module: nn.Module) -> Switched:
     """Switch every eligible convolution and instance norm of ``module`` in place (classes only, not
     parameters)."""
-    from ganforge.ops.narrow import use_narrow_kernels
-    from ganforge.ops.norm import use_compiled_instance_norm
-    from ganforge.ops.strided import use_phase_gradients
-    from ganforge.ops.upsampling import use_channels_last_input
-    from ganforge.ops.winograd import use_winograd
+    from ganforge_cpu_kernels.narrow import use_narrow_kernels
+    from ganforge_cpu_kernels.norm import use_compiled_instance_norm
+    from ganforge_cpu_kernels.strided import use_phase_gradients
+    from ganforge_cpu_kernels.upsampling import use_channels_last_input
+    from ganforge_cpu_kernels.winograd import use_winograd
 
     return Switched(
         use_winograd(module),
