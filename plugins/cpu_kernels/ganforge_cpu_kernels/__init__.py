@@ -18,6 +18,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ganforge.backends import rebuild_as, replace_modules
+
 
 def plain_conv(layer: nn.Module) -> bool:
     """An ``nn.Conv2d`` itself (not a subclass), stride 1, undilated, ungrouped, zero- or un-padded:
@@ -32,41 +34,64 @@ def plain_conv(layer: nn.Module) -> bool:
     )
 
 
+def exporting() -> bool:
+    """Whether the model is being traced (``torch.jit.trace``) or exported (``torch.export``, ONNX): then
+    every layer of this package computes as the torch layer it replaced, so that the exported file holds
+    torch's own operators, not this package's compiled ones. (``torch.jit.script`` gets the torch layers
+    themselves: :meth:`KernelLayer.__prepare_scriptable__`.)"""
+    if torch.compiler.is_compiling():  # dynamo and torch.export: the one check they trace without a break
+        return torch.compiler.is_exporting()
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def cpu_fp32(input: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a switched layer takes its CPU algorithm for this call: a 4-D (batched) fp32 input and
-    fp32 weights on the CPU, outside autocast. Elsewhere it calls torch's own convolution (CUDA and MPS
-    pick their own algorithms; in reduced precision Winograd's error grows)."""
+    fp32 weights on the CPU, outside autocast, not while exporting. Elsewhere it calls torch's own
+    convolution (CUDA and MPS pick their own algorithms; in reduced precision Winograd's error grows)."""
     return (
         input.dim() == 4
         and input.device.type == "cpu"
         and input.dtype == torch.float32
         and weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
+        and not exporting()
     )
 
 
+class KernelLayer:
+    """Mixed into every layer this package puts in place of a torch layer (a subclass of it that computes
+    differently). ``torch.jit.script`` scripts the torch layer instead (same parameters), since the
+    compiled kernels are Python-side ops; ``_kernel_attributes`` are the attributes this package added,
+    left out of that torch layer."""
+
+    _kernel_attributes: tuple[str, ...] = ()
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        base = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
+        plain = rebuild_as(base, self)  # type: ignore[arg-type]
+        for name in self._kernel_attributes:
+            plain.__dict__.pop(name, None)
+        return plain
+
+
 def switch_class(module: nn.Module, eligible: Callable[[nn.Module], bool], cls: type[nn.Module]) -> list[str]:
-    """Give every eligible layer of ``module`` the class ``cls`` (same data, one method different, as
-    torch's parametrize does); return their names."""
-    names = []
-    for name, layer in module.named_modules():
-        if eligible(layer):
-            layer.__class__ = cls
-            names.append(name)
-    return names
+    """Put a ``cls`` in place of every eligible layer below ``module``, in its parent (same parameters,
+    buffers, hooks and attributes: :func:`ganforge.backends.rebuild_as`); return their names."""
+    return replace_modules(module, lambda layer: rebuild_as(cls, layer) if eligible(layer) else None)
 
 
-def single_use_pairs(module: nn.Module) -> Iterator[tuple[nn.Module, nn.Module]]:
-    """Each two neighbouring layers of an ``nn.Sequential`` in ``module`` that both appear once in it:
-    where one may hand its work to the other (a fold) without changing what either does elsewhere."""
+def single_use_pairs(module: nn.Module) -> Iterator[tuple[nn.Sequential, int]]:
+    """Each two neighbouring layers ``seq[i]``, ``seq[i + 1]`` of an ``nn.Sequential`` in ``module`` that
+    both appear once in it: where one may hand its work to the other (a fold) without changing what
+    either does elsewhere, and where either may be replaced by ``seq[i] = ...``."""
     uses: dict[int, int] = {}
     for _, layer in module.named_modules(remove_duplicate=False):
         uses[id(layer)] = uses.get(id(layer), 0) + 1
     for seq in module.modules():
         if isinstance(seq, nn.Sequential):
-            for first, second in itertools.pairwise(seq):
+            for i, (first, second) in enumerate(itertools.pairwise(seq)):
                 if uses[id(first)] == 1 and uses[id(second)] == 1:
-                    yield first, second
+                    yield seq, i
 
 
 class Switched(NamedTuple):
@@ -78,8 +103,8 @@ class Switched(NamedTuple):
 
 
 def use_cpu_algorithms(module: nn.Module) -> Switched:
-    """Switch every eligible convolution and instance norm of ``module`` in place (classes only, not
-    parameters)."""
+    """Switch every eligible convolution and instance norm below ``module``: each is replaced in its parent
+    by a layer of this package holding the same parameters (state-dict keys and optimizers unchanged)."""
     from ganforge_cpu_kernels.narrow import use_narrow_kernels
     from ganforge_cpu_kernels.norm import use_compiled_instance_norm
     from ganforge_cpu_kernels.strided import use_phase_gradients

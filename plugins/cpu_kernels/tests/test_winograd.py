@@ -21,6 +21,15 @@ from ganforge.engine.runtime import Runtime
 from ganforge.errors import GanforgeWarning
 
 
+def swapped(use, layer: nn.Module) -> nn.Module:
+    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
+    by a layer of the kernels with the same parameters."""
+    holder = nn.Sequential(layer)
+    assert use(holder) == ["0"]
+    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
+    return holder[0]
+
+
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return ((value.double() - reference).abs().max() / reference.abs().max()).item()
 
@@ -255,7 +264,7 @@ def test_an_unbatched_input_takes_the_direct_convolution():
     """nn.Conv2d accepts (C, H, W); the switched layer must too (Winograd's tiles are batched)."""
     for kernel in (3, 4):
         layer = nn.Conv2d(128, 128, kernel, padding=1)
-        use_winograd(layer)
+        layer = swapped(use_winograd, layer)
         x = torch.randn(128, 12, 12)
         assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1))
 
@@ -264,13 +273,13 @@ def test_padded_layers_pad_with_zeros_as_the_direct_layer_does():
     layer = nn.Conv2d(128, 128, 3, padding=1)
     x = torch.randn(1, 128, 12, 12)
     expected = layer(x)
-    assert use_winograd(layer) == [""]
+    layer = swapped(use_winograd, layer)
     assert relative_error(layer(x).detach(), expected.detach().double()) < 5e-5
 
 
 def test_reduced_precision_and_other_dtypes_use_the_direct_convolution():
     layer = nn.Conv2d(128, 128, 3)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     x = torch.randn(1, 128, 10, 10)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias))
@@ -292,7 +301,7 @@ def test_runtime_switches_every_network_and_says_when_nothing_is_eligible():
 
 def test_transformed_filters_are_kept_until_the_weights_change():
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     x = torch.randn(1, 128, 8, 8)
     with torch.inference_mode():
         first = layer(x)
@@ -315,7 +324,7 @@ def test_training_with_kept_filters_gives_the_gradients_of_conv2d(implementation
     them: values and both gradients stay those of F.conv2d (float64) over three steps."""
     torch.manual_seed(0)
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, foreach=implementation == "foreach",
                                  fused=implementation == "fused" or None)
     for _ in range(3):
@@ -335,7 +344,7 @@ def test_a_graph_whose_kept_filters_were_renewed_refuses_its_backward():
     """Fused Adam on the CPU changes weights without bumping their version, so autograd alone would
     not notice; the kept filters' own version does."""
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, fused=True)
     x = torch.randn(1, 128, 8, 8)
     old = layer(x).square().mean()
@@ -352,7 +361,7 @@ def test_kept_filters_follow_optimizer_steps_and_loads(implementation):
     on the CPU changes weights without bumping their version counter)."""
     torch.manual_seed(0)
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     optimizer = torch.optim.Adam(
         layer.parameters(), lr=0.01, foreach=implementation == "foreach", fused=implementation == "fused" or None
     )
