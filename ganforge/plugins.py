@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "builtin.optim": "ganforge.builtins.optim",
     "builtin.data": "ganforge.builtins.data",
     "builtin.metrics": "ganforge.builtins.metrics",
+    "builtin.backends": "ganforge.builtins.backends",
 }
 
 

@@ -75,4 +75,5 @@ def test_buffers_follow_the_new_module_after_a_move():
     replace_modules(net, lambda m: rebuild_as(Other, m) if type(m) is nn.BatchNorm2d else None)
     net.to(torch.float64)
     assert net[0].running_mean.dtype == torch.float64
-    assert list(net.state_dict()) == ["0.weight", "0.bias", "0.running_mean", "0.running_var", "0.num_batches_tracked"]
+    keys = ["0.weight", "0.bias", "0.running_mean", "0.running_var", "0.num_batches_tracked"]
+    assert list(net.state_dict()) == keys

@@ -1,5 +1,5 @@
-"""Speed options train the same model: batched calls, foreach/fused Adam, channels_last, bf16,
-torch.compile and Winograd convolutions.
+"""Speed options train the same model: batched calls, foreach/fused Adam, channels_last, bf16 and
+torch.compile (the CPU kernels' backend: plugins/cpu_kernels/tests).
 
 Each is compared with the plain reference-order fp32 step from the same weights and data.
 """
@@ -125,9 +125,13 @@ def test_cuda_graphs_off_cuda_compile_without_them_and_say_so():
 def test_speed_options_may_change_when_a_run_resumes():
     from ganforge.engine.resume import recipe_differences
 
-    saved = {"train": {"compile": False, "conv_algorithm": "direct", "channels_last": False, "batch_size": 1}}
-    now = {"train": {"compile": True, "conv_algorithm": "winograd", "channels_last": True, "batch_size": 1,
-                     "cuda_graphs": True}}
+    saved = {"train": {"compile": False, "backend": {"type": "direct"}, "channels_last": False, "batch_size": 1}}
+    now = {
+        "train": {
+            "compile": True, "backend": {"type": "cpu_kernels", "norm": False}, "channels_last": True,
+            "batch_size": 1, "cuda_graphs": True,
+        }
+    }
     assert recipe_differences(saved, now) == []
     assert recipe_differences(saved, {"train": {**now["train"], "batch_size": 2}}) == [
         "train.batch_size: checkpoint 1, recipe 2"

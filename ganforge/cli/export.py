@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from ganforge.cli.translate import (
+    BackendOption,
     DirectionOption,
     FormatOption,
     NetOption,
@@ -58,9 +59,11 @@ def export(
         int, typer.Option(min=4, help="Side of the random image each export is checked on.")
     ] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace files already in --out.")] = False,
+    backend: BackendOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
+    from ganforge.engine.runtime import apply_backend
     from ganforge.inference import (
         DIRECTIONS,
         load_generator,
@@ -83,8 +86,6 @@ def export(
         device="cpu",
         plugins=plugin or [],
     )
-    for note in generator.notes:
-        sys.stderr.write(f"note: {note}\n")
     if name is None:
         stem = source.stem if source.is_file() else source.name
         if generator.kind == "checkpoint":
@@ -96,6 +97,9 @@ def export(
         raise GanforgeError(
             f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name"
         )
+    apply_backend(backend, generator, plugins=plugin or [])  # for the checks; the files hold torch's ops
+    for note in generator.notes:
+        sys.stderr.write(f"note: {note}\n")
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"generator: {generator.label}")
     shape = (1, generator.in_channels, check_size, check_size + 8)  # not square: height and width stay apart

@@ -142,7 +142,7 @@ def run(
     warn_failed_plugins(loaded)
     r = loaded.recipe
     path = run_dir if run_dir is not None else _new_run_dir(Path(r.output.root), r.name)
-    runtime = make_runtime(r.train)
+    runtime = make_runtime(r.train, loaded.registries)
     console = Console(highlight=False, soft_wrap=True)
     out = RunDir(path, is_main=runtime.is_main)
     callbacks = [

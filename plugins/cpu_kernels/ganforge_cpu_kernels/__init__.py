@@ -1,12 +1,13 @@
-"""Numerical kernels the core offers to any model: faster CPU convolutions with the same parameters.
+"""Faster CPU kernels for ganforge's networks, with the same parameters: the backend ``cpu_kernels``.
 
-:func:`use_cpu_algorithms` is what ``train.conv_algorithm = "winograd"`` and ``ganforge translate
---winograd`` switch on: Winograd F(4x4, 3x3) for wide 3x3 layers and F(3x3, 4x4) for wide 4x4 ones
-(winograd.py), compiled loops for convolutions with few channels on one side (narrow.py), channels_last
-input for transposed convolutions when no gradient is recorded (upsampling.py), filter gradients of
-stride-2 convolutions and their transposed form by products over the input's phases (strided.py), and
-compiled instance norms (norm.py). All fall back to torch's own operators off the CPU, outside fp32 and
-under autocast.
+:func:`use_cpu_algorithms` is what the backend (``plugin.py``; ``[train.backend] type = "cpu_kernels"``,
+or ``auto`` on a CPU with a C++ compiler, and ``ganforge translate --backend``) applies: Winograd F(4x4,
+3x3) for wide 3x3 layers and F(3x3, 4x4) for wide 4x4 ones (winograd.py), compiled loops for
+convolutions with few channels on one side (narrow.py), channels_last input for transposed convolutions
+when no gradient is recorded (upsampling.py), filter gradients of stride-2 convolutions and their
+transposed form by products over the input's phases (strided.py), and compiled instance norms
+(norm.py). Each replaces torch's layer in its parent by a subclass holding the same parameters. All
+fall back to torch's own operators off the CPU, outside fp32, under autocast and while exporting.
 """
 
 from __future__ import annotations
@@ -80,6 +81,25 @@ def switch_class(module: nn.Module, eligible: Callable[[nn.Module], bool], cls: 
     return replace_modules(module, lambda layer: rebuild_as(cls, layer) if eligible(layer) else None)
 
 
+def link(first: nn.Module, second: nn.Module) -> None:
+    """Record a fold: ``second`` does ``first``'s work, or the other way round (each holds the other as a
+    plain attribute, not a submodule, so module names and state-dict keys do not change)."""
+    first.__dict__["_fold_partner"] = second
+    second.__dict__["_fold_partner"] = first
+
+
+def observed(layer: nn.Module) -> bool:
+    """Whether ``layer`` or the layer it is folded with has a hook (forward or backward, before or after):
+    then the pair computes unfolded, as torch's own layers do, so that every hook sees what it would see
+    without this package (the tiled translation's instance-norm statistics replace a norm's output)."""
+    partner = layer.__dict__.get("_fold_partner")
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in (layer, partner)
+        if m is not None
+    )
+
+
 def single_use_pairs(module: nn.Module) -> Iterator[tuple[nn.Sequential, int]]:
     """Each two neighbouring layers ``seq[i]``, ``seq[i + 1]`` of an ``nn.Sequential`` in ``module`` that
     both appear once in it: where one may hand its work to the other (a fold) without changing what
@@ -102,9 +122,19 @@ class Switched(NamedTuple):
     strided: list[str]  # names of the stride-2 convolutions whose filter gradients strided.py computes
 
 
-def use_cpu_algorithms(module: nn.Module) -> Switched:
-    """Switch every eligible convolution and instance norm below ``module``: each is replaced in its parent
-    by a layer of this package holding the same parameters (state-dict keys and optimizers unchanged)."""
+def use_cpu_algorithms(
+    module: nn.Module,
+    *,
+    winograd: bool = True,
+    winograd_min_channels: int = 128,
+    narrow: bool = True,
+    upsampling: bool = True,
+    norm: bool = True,
+    strided: bool = True,
+) -> Switched:
+    """Switch every eligible convolution and instance norm below ``module`` (those of the kinds asked
+    for): each is replaced in its parent by a layer of this package holding the same parameters
+    (state-dict keys and optimizers unchanged)."""
     from ganforge_cpu_kernels.narrow import use_narrow_kernels
     from ganforge_cpu_kernels.norm import use_compiled_instance_norm
     from ganforge_cpu_kernels.strided import use_phase_gradients
@@ -112,9 +142,9 @@ def use_cpu_algorithms(module: nn.Module) -> Switched:
     from ganforge_cpu_kernels.winograd import use_winograd
 
     return Switched(
-        use_winograd(module),
-        use_narrow_kernels(module),
-        use_channels_last_input(module),
-        use_compiled_instance_norm(module),
-        use_phase_gradients(module),
+        use_winograd(module, winograd_min_channels) if winograd else [],
+        use_narrow_kernels(module) if narrow else [],
+        use_channels_last_input(module) if upsampling else [],
+        use_compiled_instance_norm(module) if norm else [],
+        use_phase_gradients(module) if strided else [],
     )

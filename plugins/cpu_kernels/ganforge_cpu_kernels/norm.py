@@ -11,7 +11,8 @@ A ``nn.ReLU`` or ``nn.LeakyReLU`` right after such a norm in an ``nn.Sequential`
 is folded into it (:class:`FoldedActivation` passes its input on): the norm writes the activated result
 and its backward pass takes the activation's gradient in the same loops, which saves the activation's
 pass over the map each way (threshold_backward alone took 18 ms of a 2 s, 128 px / 6-block CycleGAN step).
-A hook on the folded activation sees the norm's already activated map as its input and its output.
+While either layer of such a pair has a hook, the two compute unfolded (norm, then activation), so the
+hook sees what torch's own layers would give it.
 
 The loops are built with the Winograd transforms (same switch, ``GANFORGE_WINOGRAD_KERNELS``); without
 them, under torch.compile (which fuses the norm with what follows it), off the CPU, outside fp32 or
@@ -26,7 +27,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ganforge.backends import rebuild_as
-from ganforge_cpu_kernels import KernelLayer, cpu_fp32, single_use_pairs, switch_class
+from ganforge_cpu_kernels import KernelLayer, cpu_fp32, link, observed, single_use_pairs, switch_class
 from ganforge_cpu_kernels.winograd import compiled_for, compiled_kernels
 
 
@@ -52,23 +53,27 @@ class CompiledInstanceNorm2d(KernelLayer, nn.InstanceNorm2d):
     ``slope`` is the folded activation's: 1 none, 0 ReLU, else a leaky ReLU's negative slope."""
 
     slope = 1.0
-    _kernel_attributes = ("slope",)
+    _kernel_attributes = ("slope", "_fold_partner")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        slope = 1.0 if self.slope != 1.0 and observed(self) else self.slope  # hooked: the activation acts
         if torch.compiler.is_compiling() or not cpu_fp32(input, input) or not compiled_for(input):
             y = super().forward(input)
-            if self.slope == 1.0:
+            if slope == 1.0:
                 return y
-            return F.relu(y) if self.slope == 0.0 else F.leaky_relu(y, self.slope)
-        return _InstanceNorm.apply(input, self.eps, self.slope)
+            return F.relu(y) if slope == 0.0 else F.leaky_relu(y, slope)
+        return _InstanceNorm.apply(input, self.eps, slope)
 
 
 class FoldedActivation(KernelLayer, nn.Module):
     """Mixed into a ``nn.ReLU`` or ``nn.LeakyReLU`` whose work the :class:`CompiledInstanceNorm2d` before
-    it does: passes its input on (same repr, no state)."""
+    it does: passes its input on (same repr, no state), or activates it itself while either of the two
+    has a hook."""
+
+    _kernel_attributes = ("_fold_partner",)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return input
+        return super().forward(input) if observed(self) else input
 
 
 class FoldedReLU(FoldedActivation, nn.ReLU):
@@ -105,3 +110,6 @@ def _fold_activations(module: nn.Module) -> None:
             norm.slope, seq[i + 1] = 0.0, rebuild_as(FoldedReLU, act)
         elif type(act) is nn.LeakyReLU and 0.0 <= act.negative_slope <= 1.0:  # the loops' range
             norm.slope, seq[i + 1] = float(act.negative_slope), rebuild_as(FoldedLeakyReLU, act)
+        else:
+            continue
+        link(norm, seq[i + 1])

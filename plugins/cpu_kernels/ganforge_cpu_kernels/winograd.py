@@ -43,7 +43,15 @@ from torch.autograd.function import once_differentiable
 
 from ganforge.backends import rebuild_as
 from ganforge.errors import GanforgeWarning
-from ganforge_cpu_kernels import KernelLayer, cpu_fp32, plain_conv, single_use_pairs, switch_class
+from ganforge_cpu_kernels import (
+    KernelLayer,
+    cpu_fp32,
+    link,
+    observed,
+    plain_conv,
+    single_use_pairs,
+    switch_class,
+)
 
 # The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
 # output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.
@@ -123,7 +131,8 @@ def compiled_kernels():
             _kernel_state = "failed"
             reason = " ".join(str(error).split())[:300]
             warnings.warn(
-                f"cpu_kernels: the compiled CPU kernels could not be built ({type(error).__name__}: {reason}); "
+                "cpu_kernels: the compiled CPU kernels could not be built "
+                f"({type(error).__name__}: {reason}); "
                 "using torch operators instead (same results, slower). Set GANFORGE_WINOGRAD_KERNELS=torch "
                 "to skip the attempt.",
                 GanforgeWarning,
@@ -541,7 +550,7 @@ class WinogradConv2d(KernelLayer, nn.Conv2d):
 
     _transformed: tuple[tuple[int, int, float], torch.Tensor] | None = None
     reflect_pad = False  # set by use_winograd where it took over the ReflectionPad2d(1) before this layer
-    _kernel_attributes = ("_transformed", "reflect_pad")
+    _kernel_attributes = ("_transformed", "reflect_pad", "_fold_partner")
 
     def _cached_transform(self, weight: torch.Tensor) -> torch.Tensor | None:
         if torch.compiler.is_compiling():
@@ -564,8 +573,9 @@ class WinogradConv2d(KernelLayer, nn.Conv2d):
         return filters
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        reflect_pad = self.reflect_pad and not observed(self)  # with hooks, the pad before pads by itself
         if not cpu_fp32(input, weight):
-            if self.reflect_pad:
+            if reflect_pad:
                 input = F.pad(input, (1, 1, 1, 1), mode="reflect")
             return super()._conv_forward(input, weight, bias)
         ph, pw = self.padding  # type: ignore[misc]
@@ -577,17 +587,20 @@ class WinogradConv2d(KernelLayer, nn.Conv2d):
                 return super()._conv_forward(input, weight, bias)
         if ph or pw:
             input = F.pad(input, (pw, pw, ph, ph))
-        return winograd_conv(input, weight, bias, self._cached_transform(weight), self.reflect_pad)
+        return winograd_conv(input, weight, bias, self._cached_transform(weight), reflect_pad)
 
 
 class FoldedReflectionPad2d(KernelLayer, nn.ReflectionPad2d):
     """A ``ReflectionPad2d(1)`` whose padding the next layer, a :class:`WinogradConv2d`, makes inside its
     input transform (and folds back in its input gradient): it passes its input on unchanged. That
     saves the padded copy, its backward pass and their zero fills. Made by :func:`use_winograd` only
-    for a pad that is used once, right before such a layer in an ``nn.Sequential``."""
+    for a pad that is used once, right before such a layer in an ``nn.Sequential``. While either of the
+    two has a hook, the pad pads and the convolution does not (:func:`ganforge_cpu_kernels.observed`)."""
+
+    _kernel_attributes = ("_fold_partner",)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return input
+        return super().forward(input) if observed(self) else input
 
 
 def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
@@ -634,3 +647,4 @@ def _fold_reflection_pads(module: nn.Module) -> None:
         ):
             seq[i] = rebuild_as(FoldedReflectionPad2d, pad)
             conv.reflect_pad = True
+            link(seq[i], conv)

@@ -32,8 +32,8 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
         full_env["PYTHONPATH"] = os.pathsep.join(p for p in (full_env.get("PYTHONPATH"), str(PLUGIN)) if p)
         full_env.update(env or {})
         return subprocess.run(
-            [sys.executable, "-m", "ganforge", *args], check=False, cwd=ROOT, env=full_env, capture_output=True, text=True,
-            timeout=600,
+            [sys.executable, "-m", "ganforge", *args],
+            check=False, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600,
         )
 
     return run

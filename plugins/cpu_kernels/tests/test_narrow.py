@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ganforge_cpu_kernels.narrow import NarrowConv2d, eligible, use_narrow_kernels
+from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
 
@@ -118,13 +119,13 @@ def test_the_state_dict_is_unchanged_and_other_dtypes_stay_direct():
     assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1))  # float64: the direct path
 
 
-def test_the_winograd_algorithm_switches_a_generators_first_and_last_layers():
+def test_the_backend_switches_a_generators_first_and_last_layers():
     torch.manual_seed(0)
     net = build_resnet(ResnetParams(ngf=32, n_blocks=2))
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         expected = net(x)
-    Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(net, {"G": net})
+    Runtime(torch.device("cpu"), backend=CpuKernels(CpuKernelsParams())).prepare_model(net, {"G": net})
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert type(convs[0]) is NarrowConv2d and convs[0].in_channels == 3
     assert type(convs[-1]) is NarrowConv2d and convs[-1].out_channels == 3

@@ -171,3 +171,28 @@ def test_a_generators_and_a_patchgans_activations_fold_into_their_norms(compiled
         assert folded == (activations if net is generator else activations[1:])
         assert list(net.state_dict()) == list(reference.state_dict())
         assert relative_error(net(x), reference(x).double()) < 1e-5
+
+
+@pytest.mark.parametrize("hooked", [1, 2], ids=["hook-on-the-norm", "hook-on-the-activation"])
+def test_a_hook_on_either_layer_unfolds_the_pair(compiled, hooked):
+    """Hooks see what torch's layers give: the norm's output before the activation. A hook that replaces
+    the norm's output (the tiled translation's whole-image statistics do) still gets activated."""
+    torch.manual_seed(0)
+    pair, reference = folded_pair(nn.LeakyReLU(0.2))
+    x = torch.randn(2, 3, 10, 10)
+    seen = []
+    handle = pair[hooked].register_forward_hook(lambda module, args, output: seen.append((args[0], output)))
+    result = pair(x)
+    x64 = x.double()
+    normed = reference[1](reference[0](x64))
+    inputs, output = seen[0]
+    if hooked == 1:
+        assert relative_error(output, normed) < 1e-5  # not yet activated
+    else:
+        assert relative_error(inputs, normed) < 1e-5 and relative_error(output, reference(x64)) < 1e-5
+    assert relative_error(result.detach(), reference(x64).detach()) < 1e-5
+    handle.remove()
+    assert torch.equal(pair(x), pair[2](pair[1](pair[0](x))))  # folded again: the activation passes it on
+    handle = pair[1].register_forward_hook(lambda module, args, output: torch.full_like(output, -1.0))
+    assert torch.equal(pair(x), torch.full_like(result, -0.2))
+    handle.remove()

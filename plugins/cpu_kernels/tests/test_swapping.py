@@ -15,7 +15,7 @@ from torch import nn
 
 def nets() -> dict[str, nn.Module]:
     torch.manual_seed(0)
-    # residual blocks at 128 channels (Winograd), 3-channel ends (narrow), norms, strided and transposed layers
+    # residual blocks at 128 channels (Winograd), 3-channel ends (narrow), norms, strided, transposed layers
     return {"G": build_resnet(ResnetParams(ngf=32, n_blocks=1)), "D": build_patchgan(PatchGANParams(ndf=64))}
 
 

@@ -1,8 +1,9 @@
-"""The CPU kernels train the same model as torch's own layers (moved from tests/test_speed_options.py)."""
+"""The CPU kernels train the same model as torch's own layers."""
 
 from __future__ import annotations
 
 import torch
+from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
 
 from ganforge.engine.runtime import Runtime
 from ganforge.model import Optimizers
@@ -43,26 +44,9 @@ def max_loss_diff(a, b, steps=None):
 def test_winograd_convolutions_train_like_direct_ones():
     """Residual blocks of 128 channels (ngf 32) switch to Winograd; relative error ~1e-5 per layer."""
     plain_model, plain = train(ngf=32)
-    model, losses = train(ngf=32, conv_algorithm="winograd")
+    model, losses = train(ngf=32, backend=CpuKernels(CpuKernelsParams()))
     switched = [name for name, m in model.named_modules() if type(m).__name__ == "WinogradConv2d"]
     assert len(switched) == 2 * 2 * 2  # two generators, two blocks, two convolutions each
     assert max_loss_diff(losses, plain, steps=1) < 1e-4
     assert max_loss_diff(losses, plain) < 1e-2
     assert list(model.state_dict()) == list(plain_model.state_dict())
-
-
-def test_winograd_on_a_model_without_wide_layers_is_one_warning_line(tmp_path, cli):
-    result = cli(
-        "run", "recipes/quickstart.toml",
-        "--set", 'train.conv_algorithm="winograd"', "--set", "train.epochs=1",
-        "--set", "train.max_iters_per_epoch=1", "--set", "data.size=32", "--set", "output.report=false",
-        "--set", f'output.root="{tmp_path.as_posix()}"',
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines() == [
-        (
-            "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
-            "one with 128 or more channels; those stay direct (2 layer(s) with few channels on one side take "
-            "compiled loops)"  # the two PatchGANs' 1-channel output layers
-        )
-    ]

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ganforge_cpu_kernels import winograd
+from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
 from ganforge_cpu_kernels.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
@@ -70,7 +71,7 @@ def test_bias_is_optional_and_only_needed_gradients_are_computed():
 
 
 def test_compiled_training_through_winograd_layers_is_one_graph_and_equals_eager():
-    """train.compile with conv_algorithm = "winograd": the Function (once_differentiable backward,
+    """train.compile with backend cpu_kernels: the Function (once_differentiable backward,
     buffers bypassed while tracing) compiles without graph breaks, forward and backward."""
     from torch._dynamo.utils import counters
 
@@ -209,6 +210,21 @@ def test_folded_reflection_pads_give_the_values_and_gradients_of_the_padded_bloc
     assert relative_error(copy.deepcopy(block).double()(x64.detach()), reference(x64).detach()) < 1e-12
 
 
+def test_a_hook_on_the_pad_or_the_convolution_unfolds_them():
+    block, reference = folded_block()
+    x = torch.randn(1, 128, 8, 8)
+    seen = []
+    handle = block[0].register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    assert relative_error(block(x).detach(), reference(x.double()).detach()) < 5e-5
+    assert seen == [(1, 128, 10, 10)]  # the pad's output is padded, as torch's pad gives it
+    handle.remove()
+    handle = block[1].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    assert relative_error(block(x).detach(), reference(x.double()).detach()) < 5e-5
+    assert seen[1] == (1, 128, 10, 10)
+    handle.remove()
+    assert block[0](x) is x  # folded again
+
+
 def test_folded_pads_compile_into_one_graph():
     block, reference = folded_block()
     from torch._dynamo.utils import counters
@@ -290,13 +306,20 @@ def test_reduced_precision_and_other_dtypes_use_the_direct_convolution():
 def test_runtime_switches_every_network_and_says_when_nothing_is_eligible():
     nets = {"G": generator(), "small": generator(ngf=8)}
     model = nn.ModuleDict(nets)
-    Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(model, nets)
+    runtime = Runtime(torch.device("cpu"), backend=CpuKernels(CpuKernelsParams()))
+    runtime.prepare_model(model, nets)
     assert sum(isinstance(m, WinogradConv2d) for m in nets["G"].modules()) == 4
+    assert runtime.describe_backend().startswith("backend cpu_kernels (replaced 4 Winograd, ")
     small = {"small": generator(ngf=8)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(nn.ModuleDict(small), small)
-    assert any("no convolution" in str(w.message) for w in caught)
+    runtime = Runtime(torch.device("cpu"), backend=CpuKernels(CpuKernelsParams(narrow=False, norm=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing eligible is not a warning: the run's first line says so
+        runtime.prepare_model(nn.ModuleDict(small), small)
+    assert runtime.describe_backend() == "backend cpu_kernels (replaced 2 transposed layers)"
+    nothing = CpuKernelsParams(narrow=False, norm=False, strided=False, upsampling=False)
+    runtime = Runtime(torch.device("cpu"), backend=CpuKernels(nothing))
+    runtime.prepare_model(nn.ModuleDict(small), small)
+    assert runtime.describe_backend() == "backend cpu_kernels (no layer of these networks is eligible)"
 
 
 def test_transformed_filters_are_kept_until_the_weights_change():
