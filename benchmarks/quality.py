@@ -16,7 +16,7 @@ both directions, else the script exits with status 1.
 
     python benchmarks/quality.py                       # 8 epochs x 100 steps, 32 test pairs
     python benchmarks/quality.py --epochs 4 --no-fid   # quicker
-    python benchmarks/quality.py --no-fid --set 'model.generator.ngf=32' --set 'train.conv_algorithm="winograd"'
+    python benchmarks/quality.py --no-fid --set 'model.generator.ngf=32' --set train.backend.type=direct
 
 Results: a table on the console and ``quality.json`` in the run directory (which also holds the
 usual samples, checkpoints, loss curves and report.html).
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="recipe override, as for `ganforge run --set` (repeatable), e.g. train.conv_algorithm=\"winograd\"",
+        help="recipe override, as for `ganforge run --set` (repeatable), e.g. train.backend.type=direct",
     )
     return parser.parse_args(argv)
 

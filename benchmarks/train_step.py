@@ -10,9 +10,9 @@ built its model and taken its warm-up step (where torch.compile compiles), the w
 steps in turns, round after round, so a slow spell of a shared machine lands on every configuration
 alike and the ratios stay fair. Printed, all measured in this run: the machine's fp32 and bf16 matmul
 peaks, ms per step (median), FLOPs per step (torch's FlopCounterMode: what the configuration really
-executes, so Winograd counts fewer), achieved GFLOP/s and its fraction of the fp32 peak, peak resident
-memory while stepping (the warm-up's, which holds compilation, is shown apart), and each
-configuration's losses against the plain path's (relative difference, first step and all steps).
+executes, so the kernels' Winograd layers count fewer), achieved GFLOP/s and its fraction of the fp32 peak,
+peak resident memory while stepping (the warm-up's, which holds compilation, is shown apart), and
+each configuration's losses against the plain path's (relative difference, first step and all steps).
 """
 
 from __future__ import annotations
@@ -39,16 +39,20 @@ OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("foreach + compile (calls not batched)", {"batch_calls": False}, {"adam": "foreach", "compile": True}),
     ("batched + foreach + compile", {"batch_calls": True}, {"adam": "foreach", "compile": True}),
     (
-        "batched + foreach + winograd, torch-op transforms",
+        "batched + foreach + cpu_kernels, torch-op transforms",
         {"batch_calls": True},
-        {"adam": "foreach", "conv_algorithm": "winograd", "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}},
+        {"adam": "foreach", "backend": "cpu_kernels", "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}},
     ),
-    ("batched + foreach + winograd", {"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"}),
-    ("batched + fused Adam + winograd", {"batch_calls": True}, {"adam": "fused", "conv_algorithm": "winograd"}),
+    ("batched + foreach + cpu_kernels", {"batch_calls": True}, {"adam": "foreach", "backend": "cpu_kernels"}),
     (
-        "batched + foreach + winograd + compile",
+        "batched + fused Adam + cpu_kernels",
         {"batch_calls": True},
-        {"adam": "foreach", "conv_algorithm": "winograd", "compile": True},
+        {"adam": "fused", "backend": "cpu_kernels"},
+    ),
+    (
+        "batched + foreach + cpu_kernels + compile",
+        {"batch_calls": True},
+        {"adam": "foreach", "backend": "cpu_kernels", "compile": True},
     ),
 ]
 
@@ -73,7 +77,7 @@ CUDA_OPTIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 #: The fastest options validated on a CPU without fast bf16, used for the per-size table.
-FASTEST = ({"batch_calls": True}, {"adam": "foreach", "conv_algorithm": "winograd"})
+FASTEST = ({"batch_calls": True}, {"adam": "foreach", "backend": "cpu_kernels"})
 
 #: Translation modes compared with --inference: (name, settings).
 INFERENCE_MODES: list[tuple[str, dict[str, Any]]] = [
@@ -83,11 +87,17 @@ INFERENCE_MODES: list[tuple[str, dict[str, Any]]] = [
     ("inference_mode + bf16 autocast", {"inference_mode": True, "bf16": True}),
     ("compile", {"inference_mode": True, "compile": True}),
     ("compile + freezing + channels_last", {"inference_mode": True, "compile": True, "freezing": True, "channels_last": True}),
-    ("winograd, torch-op transforms", {"inference_mode": True, "winograd": True, "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}}),
-    ("winograd", {"inference_mode": True, "winograd": True}),
-    ("winograd, batch 4", {"inference_mode": True, "winograd": True, "batch": 4}),
-    ("winograd + compile", {"inference_mode": True, "winograd": True, "compile": True}),
-    ("winograd + compile + freezing", {"inference_mode": True, "winograd": True, "compile": True, "freezing": True}),
+    (
+        "cpu_kernels, torch-op transforms",
+        {"inference_mode": True, "backend": "cpu_kernels", "env": {"GANFORGE_WINOGRAD_KERNELS": "torch"}},
+    ),
+    ("cpu_kernels", {"inference_mode": True, "backend": "cpu_kernels"}),
+    ("cpu_kernels, batch 4", {"inference_mode": True, "backend": "cpu_kernels", "batch": 4}),
+    ("cpu_kernels + compile", {"inference_mode": True, "backend": "cpu_kernels", "compile": True}),
+    (
+        "cpu_kernels + compile + freezing",
+        {"inference_mode": True, "backend": "cpu_kernels", "compile": True, "freezing": True},
+    ),
 ]
 
 
@@ -153,7 +163,7 @@ def build_training(size: int, blocks: int, model_params: dict[str, Any], setting
     import torch
 
     from ganforge.model import Optimizers
-    from ganforge.engine.runtime import Runtime
+    from ganforge.engine.runtime import Runtime, choose_backend
     from ganforge.plugins import collect_registries, make_plugin_manager
 
     torch.manual_seed(0)
@@ -163,12 +173,16 @@ def build_training(size: int, blocks: int, model_params: dict[str, Any], setting
     device = torch.device(settings.get("device", "cpu"))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = settings.get("cudnn_benchmark", True)
+    precision = settings.get("precision", "fp32")
+    # the plain rows name torch's own layers outright (direct), not auto, which takes the kernels on a CPU
+    backend_spec = registries.resolve("backend", {"type": settings.get("backend", "direct")}, "backend")
+    backend, _ = choose_backend(backend_spec, registries, device, precision)
     runtime = Runtime(
         device,
-        settings.get("precision", "fp32"),
+        precision,
         channels_last=settings.get("channels_last", False),
         compile=settings.get("compile", False),
-        conv_algorithm=settings.get("conv_algorithm", "direct"),
+        backend=backend,
         cuda_graphs=settings.get("cuda_graphs", False),
     )
     model = runtime.prepare_model(model, model.networks())
@@ -236,7 +250,6 @@ def inference_worker(config: dict[str, Any]) -> None:
     """Build one generator, translate once (warm-up), then once per 'step' line; 'done' saves the output."""
     import torch
 
-    from ganforge.ops import use_cpu_algorithms
     from ganforge.plugins import collect_registries, make_plugin_manager
 
     mode = config["mode"]
@@ -245,8 +258,9 @@ def inference_worker(config: dict[str, Any]) -> None:
     net = registries.resolve("generator", {"type": "resnet", "n_blocks": config["blocks"]}, "g").build().eval()
     batch = mode.get("batch", 1)
     x = torch.rand(batch, 3, config["size"], config["size"], generator=torch.Generator().manual_seed(1)) * 2 - 1
-    if mode.get("winograd"):  # as `ganforge translate --winograd` does
-        use_cpu_algorithms(net)
+    if mode.get("backend"):  # as `ganforge translate --backend NAME` does
+        backend = registries.resolve("backend", {"type": mode["backend"]}, "backend").build()
+        backend.prepare(net, torch.device("cpu"), training=False)
     if mode.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -398,12 +412,14 @@ def compare(args: argparse.Namespace, fp32_peak: float, bf16_peak: float) -> Non
     fp32_peak = max(fp32_peak, matmul_peak("float32", device=args.device))
     bf16_peak = max(bf16_peak, matmul_peak("bfloat16", device=args.device))
     base = results[0][1]
-    by_algorithm = {s.get("conv_algorithm", "direct"): r["flops"] for (_, _, s), (_, r) in zip(chosen, results) if r["flops"]}
+    by_algorithm = {
+        s.get("backend", "direct"): r["flops"] for (_, _, s), (_, r) in zip(chosen, results) if r["flops"]
+    }
     rows = []
     for (_, _, settings), (name, r) in zip(chosen, results):
         first, overall = loss_diffs(r["losses"], base["losses"])
         # compiled: the arithmetic of the same configuration in eager mode
-        flops = r["flops"] or by_algorithm.get(settings.get("conv_algorithm", "direct"), base["flops"])
+        flops = r["flops"] or by_algorithm.get(settings.get("backend", "direct"), base["flops"])
         gflops = flops / 1e9 / (r["ms"] / 1000)
         peak = fp32_peak if settings.get("precision", "fp32") == "fp32" else bf16_peak  # fp16 runs at bf16's rate
         rows.append([
@@ -499,7 +515,7 @@ def sizes(args: argparse.Namespace, fp32_peak: float) -> None:
             f"{f['flops'] / 1e9:.0f}", f"{f['rss_mb']:.0f}", f"{f['rss_mb'] / p['rss_mb']:.2f}x",
             f"{loss_diffs(f['losses'], p['losses'])[0]:.1e}",
         ])
-    print("training step, batch 1: plain eager fp32 (reference order) vs batched + foreach + winograd; "
+    print("training step, batch 1: plain eager fp32 (reference order) vs batched + foreach + cpu_kernels; "
           f"fp32 peak {fp32_peak:.1f} GFLOP/s (best of before and after)")
     table(rows, ["config", "plain ms", "GFLOP/step", "GFLOP/s", "of fp32 peak", "RSS MB", "fastest ms", "speed-up", "per round",
                  "GFLOP/step", "RSS MB", "RSS ratio", "loss rel diff step 1"])

@@ -33,7 +33,7 @@ from ganforge.engine.monitors import LossCurves, MetricEvaluation, Report, Tenso
 from ganforge.engine.resume import check_compatible, find_checkpoint, run_dir_of
 from ganforge.engine.resume import init_from as load_init
 from ganforge.engine.rundir import RunDir
-from ganforge.engine.runtime import make_runtime, select_device
+from ganforge.engine.runtime import apply_backend, make_runtime, select_device
 from ganforge.engine.trainer import Trainer, describe_run
 from ganforge.errors import GanforgeError
 from ganforge.evaluation import EvalResult, translators_of
@@ -170,7 +170,7 @@ def train(
         sys.stderr.write(f"warning: plugin '{plugin.name}' ({plugin.source}) skipped: {plugin.error}\n")
     r = loaded.recipe
     path = run_dir if run_dir is not None else _new_run_dir(Path(r.output.root), r.name)
-    runtime = make_runtime(r.train)
+    runtime = make_runtime(r.train, loaded.registries)
     out = RunDir(path, is_main=runtime.is_main)
     built: list[Callback] = [
         ProgressBar(console),
@@ -222,13 +222,17 @@ def load(
     net: str | None = None,
     weights_format: str = "auto",
     device: str | torch.device = "cpu",
+    backend: str = "auto",
     plugins: Sequence[str] = (),
 ) -> Generator:
-    """A generator ready to run, from a run directory, checkpoint, export or another project's weights."""
+    """A generator ready to run, from a run directory, checkpoint, export or another project's weights,
+    prepared by ``backend`` (``auto``: the fastest available on the device; ``direct``: torch's layers)."""
     device = select_device(device) if isinstance(device, str) else device
-    return load_generator(
+    generator = load_generator(
         Path(source), direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
     )
+    apply_backend(backend, generator, plugins=plugins)
+    return generator
 
 
 def translate(

@@ -178,6 +178,30 @@ def register_dataset_sources(register: SourceRegister) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
+# Execution
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_backends(register: Register) -> None:
+    """Register backends: how built networks execute on a device (see :mod:`ganforge.backends`).
+
+    Factory: ``factory(params) -> backend``, an object with ``name: str``, ``priority: int`` (``auto``
+    takes the highest-priority backend that is available; torch's own ``direct`` has 0),
+    ``available(device: torch.device, precision: str) -> bool | str`` (``True``, or why not: the
+    ``precision`` is the run's ``"fp32"``, ``"bf16"`` or ``"fp16"``) and ``prepare(net: torch.nn.Module,
+    device: torch.device, *, training: bool) -> str``, which replaces layers below ``net`` in their
+    parents (:func:`ganforge.backends.replace_modules`) by layers holding the same parameters, so
+    optimizers, state-dict keys and checkpoints do not change, and returns a one-line summary of what
+    it replaced ("" for nothing). The engine calls ``prepare`` once per run, on the model's networks
+    after they moved to the device and before ``torch.compile``; ``ganforge translate`` and ``export``
+    call it with ``training=False``. Or a selector (``auto``): an object with
+    ``choose(backends, device, precision) -> (backend, note)`` that picks one of the other registered
+    backends (each built with its default params).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
 # Foreign weight files
 # -------------------------------------------------------------------------------------------------
 

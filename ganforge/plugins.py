@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "builtin.data": "ganforge.builtins.data",
     "builtin.metrics": "ganforge.builtins.metrics",
     "builtin.callbacks": "ganforge.builtins.callbacks",
+    "builtin.backends": "ganforge.builtins.backends",
 }
 
 

@@ -55,20 +55,6 @@ class TrainSection(_Section):
             "same). Needs compile = true; CUDA only (elsewhere the networks are compiled without them)."
         ),
     )
-    conv_algorithm: Literal["direct", "winograd"] = Field(
-        "direct",
-        description=(
-            "direct (torch's own convolutions) or winograd: 3x3 stride-1 convolutions with 128+ channels "
-            "computed by Winograd F(4x4, 3x3) on the CPU in fp32 (a quarter of the multiplications; "
-            "equal up to fp32 rounding, relative error ~1e-5; its transforms are C++ compiled on first use, "
-            "and make the reflection padding before such a layer themselves), "
-            "4x4 stride-1 ones by F(3x3, 4x4) where a call has 50+ tiles, stride-1 convolutions between at "
-            "most 4 channels and 32+ (a generator's first and last layers) by compiled loops that block over "
-            "pixels, instance norms without affine parameters (and a ReLU right after them) by compiled loops, "
-            "the filter gradients of stride-2 convolutions and their transposed form by products over the "
-            "input's phases, and transposed convolutions from channels_last input when no gradient is recorded."
-        ),
-    )
     cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")
     num_workers: int = Field(0, ge=0, le=512, description="DataLoader worker processes.")
     log_every: int = Field(10, ge=1, description="Steps between loss log entries.")
@@ -79,6 +65,11 @@ class TrainSection(_Section):
     scheduler: ComponentSpec = Field(
         default_factory=lambda: ComponentSpec(type="constant"),
         description="Learning-rate schedule, stepped once per epoch.",
+    )
+    backend: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(type="auto"),
+        description="How the networks execute: auto (the fastest backend available on the device), direct "
+        "(torch's own layers) or a plugin's (`ganforge list-components backend`).",
     )
 
     @field_validator("device")
@@ -171,6 +162,7 @@ class Recipe(_Section):
         ("model", "model"),
         ("train.optimizer", "optimizer"),
         ("train.scheduler", "scheduler"),
+        ("train.backend", "backend"),
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,9 +276,24 @@ def _lookup(node: Any, dotted: str) -> Any:
     return node
 
 
+def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the keys of older recipes (and of the recipes saved in older checkpoints) renamed:
+    ``train.conv_algorithm`` became ``[train.backend]``: "direct" stays torch's own layers (backend
+    direct), any other value asked for faster CPU layers, which ``auto`` now takes wherever they run.
+    A recipe that has both keeps its ``train.backend``. ``data`` itself is left as it was."""
+    train = data.get("train")
+    if not (isinstance(train, dict) and "conv_algorithm" in train):
+        return data
+    train = dict(train)
+    old = train.pop("conv_algorithm")
+    train.setdefault("backend", {"type": "direct" if old == "direct" else "auto"})
+    return {**data, "train": train}
+
+
 def validate_recipe(
     data: dict[str, Any], base_dir: Path | None = None, path: Path | None = None
 ) -> LoadedRecipe:
+    data = upgrade_recipe(data)
     plugin_refs = data.get("plugins", [])
     if not isinstance(plugin_refs, list) or not all(isinstance(p, str) for p in plugin_refs):
         raise RecipeError("plugins: must be a list of module names or .py file paths")

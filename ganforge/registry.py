@@ -47,6 +47,14 @@ def _module(obj: Any) -> bool:
     return isinstance(obj, nn.Module)
 
 
+def _backend(obj: Any) -> bool:
+    """A selector (``choose()``, as ``auto``) or a backend (see :class:`ganforge.backends.Backend`)."""
+    if _has("choose")(obj):
+        return True
+    named = isinstance(getattr(obj, "name", None), str) and isinstance(getattr(obj, "priority", None), int)
+    return named and _has("available", "prepare")(obj)
+
+
 #: Every kind of component, in the order ``list-components`` shows them. The one list: the hook
 #: names (:data:`ganforge.hookspecs.COMPONENT_HOOKS`) and the return checks are read from here.
 KIND_TABLE: tuple[Kind, ...] = (
@@ -64,6 +72,7 @@ KIND_TABLE: tuple[Kind, ...] = (
     Kind("dataset", "register_datasets", "a dataset with __len__ and __getitem__", _has("__len__", "__getitem__")),
     Kind("model", "register_models", "a ganforge TrainingModel", lambda o: isinstance(o, TrainingModel)),
     Kind("metric", "register_metrics", "a metric with update() and compute()", _has("update", "compute")),
+    Kind("backend", "register_backends", "a backend (available(), prepare()) or a selector", _backend),
     Kind(
         "callback",
         "register_callbacks",

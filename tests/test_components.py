@@ -118,5 +118,27 @@ def test_component_builds_and_runs(kind, name, tmp_path):
             callbacks=[as_callback(spec.build()), Watch()],
         )
         assert seen == [1]
+    elif kind == "backend":
+        backend = spec.build()
+        cpu = torch.device("cpu")
+        if callable(getattr(backend, "choose", None)):  # a selector (auto): it picks one of the others
+            names = REGISTRIES["backend"].names()
+            others = [REGISTRIES.resolve("backend", {"type": n}, "b").build() for n in names]
+            backend, note = backend.choose([b for b in others if not hasattr(b, "choose")], cpu, "fp32")
+            assert isinstance(note, str)
+        assert isinstance(backend.name, str) and isinstance(backend.priority, int)
+        verdict = backend.available(cpu, "fp32")
+        assert verdict is True or (isinstance(verdict, str) and verdict)
+        if verdict is True:
+            net = torch.nn.Sequential(
+                torch.nn.ReflectionPad2d(1), torch.nn.Conv2d(3, 32, 3), torch.nn.InstanceNorm2d(32),
+                torch.nn.ReLU(), torch.nn.Conv2d(32, 3, 3, padding=1),
+            )
+            expected = net(x)
+            parameters, keys = list(net.parameters()), list(net.state_dict())
+            assert isinstance(backend.prepare(net, cpu, training=True), str)
+            assert all(a is b for a, b in zip(net.parameters(), parameters, strict=True))
+            assert list(net.state_dict()) == keys
+            assert (net(x) - expected).abs().max() < 1e-4
     else:
         pytest.fail(f"no smoke protocol for kind {kind!r}: add one here")

@@ -127,6 +127,25 @@ def test_polite_stop_saves_and_says_how_to_resume(tmp_path: Path, reference: dic
     assert_same_state(load_checkpoint(run_dir / "checkpoints" / "latest.pt"), reference)
 
 
+def test_a_run_saved_by_an_older_version_resumes_bit_identical(tmp_path: Path, reference: dict) -> None:
+    """Its recipe has ``train.conv_algorithm`` (the key before ``[train.backend]``): it resumes as auto."""
+    run_dir = tmp_path / "run"
+    assert run_cli("run", QUICKSTART, *sets(TINY), "--run-dir", str(run_dir)).returncode == 0
+    state = load_checkpoint(run_dir / "checkpoints" / "epoch_0001.pt")
+    train = {k: v for k, v in state["recipe"]["train"].items() if k != "backend"}
+    state["recipe"] = {**state["recipe"], "train": {**train, "conv_algorithm": "winograd"}}
+    torch.save(state, run_dir / "checkpoints" / "latest.pt")
+    result = run_cli("run", "--resume", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "resuming from" in result.stdout and "(auto" in result.stdout
+    assert_same_state(load_checkpoint(run_dir / "checkpoints" / "latest.pt"), reference)
+    # the backend may change when a run resumes: it does not change what is trained
+    more = ["--set", "train.epochs=4", "--set", "train.backend.type=direct"]
+    result = run_cli("run", "--resume", str(run_dir), *more)
+    assert result.returncode == 0, result.stderr
+    assert "backend direct" in result.stdout
+
+
 def test_kill_during_a_checkpoint_write_leaves_the_previous_file(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -204,3 +204,25 @@ def test_duplicate_component_names_both_plugins(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "'resnet'" in lines[0] and "'cyclegan'" in lines[0] and "dup" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------ backends
+
+
+def test_the_backend_example_runs_and_keeps_checkpoints(tmp_path: Path) -> None:
+    block = r'^```python title="my_backend\.py"\n(.*?)^```'
+    match = re.search(block, DOC.read_text(), re.DOTALL | re.MULTILINE)
+    assert match, 'docs/plugins.md has no ```python title="my_backend.py" block'
+    (tmp_path / "my_backend.py").write_text(match.group(1))
+    generator = {"type": "resnet", "ngf": 8, "n_blocks": 1}
+    recipe = write_recipe(tmp_path, plugins=["my_backend.py"], generator=generator, cycle_loss=None)
+    options = [*set_options(TINY_RUN), "--set", "train.backend.type=channels_last_convs"]
+    result = run_cli("run", recipe.name, *options, "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.endswith("on cpu, backend channels_last_convs (replaced 22 convolutions)")
+    # the same weights and keys as a run on torch's own layers: it resumes with another backend
+    result = run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.epochs=2",
+                     "--set", "train.backend.type=direct", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "backend direct" in result.stdout

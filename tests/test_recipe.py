@@ -239,3 +239,31 @@ def test_debug_variable_shows_traceback():
 def test_schedule_longer_than_its_epochs_fails_validation_not_the_run():
     (line,) = errors_of(QUICKSTART, "train.epochs=20")
     assert "train.scheduler: the run has 20 epochs but constant_epochs + decay_epochs is 8" in line
+
+
+def test_the_backend_is_a_component_section_with_auto_by_default(tmp_path):
+    recipe = load_recipe(QUICKSTART).recipe
+    assert recipe.train.backend.type == "auto"
+    assert tomllib.loads(recipe.to_toml())["train"]["backend"] == {"type": "auto"}
+    assert load_recipe(QUICKSTART, ["train.backend.type=direct"]).recipe.train.backend.type == "direct"
+    (line,) = errors_of(QUICKSTART, "train.backend.type=drect")
+    assert line.startswith(
+        f"{QUICKSTART}: train.backend.type: unknown backend 'drect' (did you mean 'direct'?); known: "
+    )
+    (line,) = errors_of(QUICKSTART, "train.backend.type=direct", "train.backend.fast=true")
+    assert line == f"{QUICKSTART}: train.backend.fast: unknown key; valid keys: none"
+
+
+@pytest.mark.parametrize(("old", "backend"), [("winograd", "auto"), ("direct", "direct")])
+def test_older_recipes_with_conv_algorithm_still_validate(tmp_path, old, backend):
+    """``train.conv_algorithm`` was the key before ``[train.backend]``: "direct" stays direct, anything else
+    (it asked for the faster CPU layers) becomes auto, which takes them where they run."""
+    text = QUICKSTART.read_text().replace("[train]\n", f'[train]\nconv_algorithm = "{old}"\n')
+    loaded = load_recipe(write_recipe(tmp_path, text))
+    assert loaded.recipe.train.backend.type == backend
+    assert "conv_algorithm" not in loaded.recipe.to_toml()
+    # a train.backend given as well (an override on an older run) is the one that counts
+    both = load_recipe(write_recipe(tmp_path, text), ["train.backend.type=direct"]).recipe
+    assert both.train.backend.type == "direct"
+    result = run_cli("validate", str(tmp_path / "recipe.toml"))
+    assert result.returncode == 0 and result.stderr == ""

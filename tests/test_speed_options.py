@@ -1,5 +1,5 @@
-"""Speed options train the same model: batched calls, foreach/fused Adam, channels_last, bf16,
-torch.compile and Winograd convolutions.
+"""Speed options train the same model: batched calls, foreach/fused Adam, channels_last, bf16 and
+torch.compile (the CPU kernels' backend: plugins/cpu_kernels/tests).
 
 Each is compared with the plain reference-order fp32 step from the same weights and data.
 """
@@ -110,34 +110,6 @@ def test_compiled_networks_compute_what_eager_ones_do():
     assert list(compiled.state_dict()) == list(eager.state_dict())  # checkpoints are unchanged
 
 
-def test_winograd_convolutions_train_like_direct_ones():
-    """Residual blocks of 128 channels (ngf 32) switch to Winograd; relative error ~1e-5 per layer."""
-    plain_model, plain = train(ngf=32)
-    model, losses = train(ngf=32, conv_algorithm="winograd")
-    switched = [name for name, m in model.named_modules() if type(m).__name__ == "WinogradConv2d"]
-    assert len(switched) == 2 * 2 * 2  # two generators, two blocks, two convolutions each
-    assert max_loss_diff(losses, plain, steps=1) < 1e-4
-    assert max_loss_diff(losses, plain) < 1e-2
-    assert list(model.state_dict()) == list(plain_model.state_dict())
-
-
-def test_winograd_on_a_model_without_wide_layers_is_one_warning_line(tmp_path):
-    result = run_cli(
-        "run", str(RECIPES / "quickstart.toml"),
-        "--set", 'train.conv_algorithm="winograd"', "--set", "train.epochs=1",
-        "--set", "train.max_iters_per_epoch=1", "--set", "data.size=32", "--set", "output.report=false",
-        "--set", f'output.root="{tmp_path.as_posix()}"',
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines() == [
-        (
-            "warning: train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
-            "one with 128 or more channels; those stay direct (2 layer(s) with few channels on one side take "
-            "compiled loops)"  # the two PatchGANs' 1-channel output layers
-        )
-    ]
-
-
 def test_cuda_graphs_off_cuda_compile_without_them_and_say_so():
     from ganforge.errors import GanforgeWarning
 
@@ -153,9 +125,13 @@ def test_cuda_graphs_off_cuda_compile_without_them_and_say_so():
 def test_speed_options_may_change_when_a_run_resumes():
     from ganforge.engine.resume import recipe_differences
 
-    saved = {"train": {"compile": False, "conv_algorithm": "direct", "channels_last": False, "batch_size": 1}}
-    now = {"train": {"compile": True, "conv_algorithm": "winograd", "channels_last": True, "batch_size": 1,
-                     "cuda_graphs": True}}
+    saved = {"train": {"compile": False, "backend": {"type": "direct"}, "channels_last": False, "batch_size": 1}}
+    now = {
+        "train": {
+            "compile": True, "backend": {"type": "cpu_kernels", "norm": False}, "channels_last": True,
+            "batch_size": 1, "cuda_graphs": True,
+        }
+    }
     assert recipe_differences(saved, now) == []
     assert recipe_differences(saved, {"train": {**now["train"], "batch_size": 2}}) == [
         "train.batch_size: checkpoint 1, recipe 2"

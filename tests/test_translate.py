@@ -366,24 +366,13 @@ def test_loading_errors_name_the_file(tmp_path) -> None:
         load_generator(listed)
 
 
-def test_winograd_option_translates_to_the_same_pixels(tmp_path, capsys) -> None:
-    from ganforge_cyclegan.networks import ResnetParams, build_resnet
-
-    torch.manual_seed(0)
-    net = build_resnet(ResnetParams(ngf=32, n_blocks=1))  # residual blocks at 128 channels: eligible
-    torch.save(net.state_dict(), tmp_path / "latest_net_G_A.pth")
-    noise_image(tmp_path / "in" / "a.png", 48, 40)
-    pixels = []
-    for flag in ("--no-winograd", "--winograd"):
-        code, _, err = cli(
-            capsys, "translate", str(tmp_path / "latest_net_G_A.pth"), str(tmp_path / "in"),
-            "--out", str(tmp_path / flag), "--device", "cpu", flag,
-        )
-        assert code == 0, err
-        pixels.append(np.asarray(Image.open(tmp_path / flag / "a.png"), dtype=np.int64))
-    assert (
-        "note: --winograd: 2 convolution(s) switched to Winograd, 2 with few channels on one side to "
-        "compiled loops, 2 transposed one(s) to channels_last input, 7 instance norm(s) to compiled "
-        "loops" in err
-    )
-    assert np.abs(pixels[0] - pixels[1]).max() <= 1  # fp32 rounding at most flips a grey level
+def test_backend_option_names_a_registered_backend(run_dir, tmp_path, capsys) -> None:
+    noise_image(tmp_path / "in" / "a.png", 24, 20)
+    args = ["translate", str(run_dir), str(tmp_path / "in"), "--device", "cpu"]
+    code, _, err = cli(capsys, *args, "--out", str(tmp_path / "direct"), "--backend", "direct")
+    assert code == 0, err
+    assert "note: backend direct\n" in err
+    code, _, err = cli(capsys, *args, "--out", str(tmp_path / "typo"), "--backend", "drect")
+    assert code == 1
+    assert err.startswith("error: --backend: unknown backend 'drect' (did you mean 'direct'?); known: auto, ")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "typo").exists()

@@ -11,12 +11,14 @@ from rich.console import Console
 
 from ganforge import api
 from ganforge.cli.translate import (
+    BackendOption,
     DirectionOption,
     FormatOption,
     NetOption,
     PluginOption,
     SourceArg,
 )
+from ganforge.engine.runtime import apply_backend
 from ganforge.errors import GanforgeError
 from ganforge.inference import load_generator
 
@@ -58,6 +60,7 @@ def export(
         int, typer.Option(min=4, help="Side of the random image each export is checked on.")
     ] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace files already in --out.")] = False,
+    backend: BackendOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
@@ -73,6 +76,7 @@ def export(
         device="cpu",
         plugins=plugin or [],
     )
+    apply_backend(backend, generator, plugins=plugin or [])  # for the checks; the files hold torch's ops
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
     if name is None:

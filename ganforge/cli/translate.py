@@ -19,7 +19,7 @@ from rich.progress import (
 )
 
 from ganforge import api
-from ganforge.engine.runtime import select_device
+from ganforge.engine.runtime import apply_backend, select_device
 from ganforge.errors import GanforgeError
 from ganforge.inference import Job, Tiling, load_generator, parse_size
 
@@ -54,6 +54,13 @@ FormatOption = Annotated[
         "--format",
         "-f",
         help="Format of SOURCE: auto, checkpoint, safetensors, torchscript, onnx, or a plugin's (reference).",
+    ),
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="How the generator executes: auto (the fastest backend available on the device), direct "
+        "(torch's own layers) or a plugin's (`ganforge list-components backend`).",
     ),
 ]
 PluginOption = Annotated[
@@ -115,16 +122,7 @@ def translate(
         ),
     ] = "global",
     overwrite: Annotated[bool, typer.Option(help="Replace images already in --out.")] = False,
-    winograd: Annotated[
-        bool,
-        typer.Option(
-            help=(
-                "CPU: compute 3x3 convolutions of 128+ channels by Winograd F(4x4, 3x3), the 7x7 layers and "
-                "the instance norms by compiled loops, 1.9-2.3x faster for the paper's generator at 256 px "
-                "(measured on 2 cores); equal to fp32 rounding (see docs/performance.md)."
-            )
-        ),
-    ] = False,
+    backend: BackendOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
     """Translate an image or a folder of images with a trained generator, keeping file names and folders."""
@@ -148,18 +146,7 @@ def translate(
         device=pick_device(device),
         plugins=plugin or [],
     )
-    if winograd:
-        if not generator.has_python_module:
-            raise GanforgeError(f"--winograd: {generator.label} is not a PyTorch module (only those can switch)")
-        from ganforge.ops import use_cpu_algorithms
-
-        switched = use_cpu_algorithms(generator.module)
-        where = "" if generator.device.type == "cpu" else f" (on {generator.device} they stay direct: only the CPU path has it)"
-        generator.notes.append(
-            f"--winograd: {len(switched.winograd)} convolution(s) switched to Winograd, {len(switched.narrow)} "
-            f"with few channels on one side to compiled loops, {len(switched.upsampling)} transposed one(s) to "
-            f"channels_last input, {len(switched.norm)} instance norm(s) to compiled loops{where}"
-        )
+    apply_backend(backend, generator, plugins=plugin or [])
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
     tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)

@@ -24,7 +24,8 @@ MAY_CHANGE_ON_RESUME = (
     "train.channels_last",
     "train.compile",
     "train.cuda_graphs",
-    "train.conv_algorithm",
+    "train.backend.",
+    "train.conv_algorithm",  # what train.backend was called before
     "train.cudnn_benchmark",
     "train.num_workers",
     "train.log_every",

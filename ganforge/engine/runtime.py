@@ -1,4 +1,4 @@
-"""Where a run executes: device, precision and (later) the distributed process group.
+"""Where a run executes: device, precision, backend and (later) the distributed process group.
 
 Every place that depends on *where* code runs asks the :class:`Runtime`; files are written only
 through :class:`~ganforge.engine.rundir.RunDir`, which does nothing on ranks other than 0.
@@ -9,13 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
-from ganforge.errors import GanforgeError, GanforgeWarning
+from ganforge.backends import Backend, Selector
+from ganforge.errors import GanforgeError, GanforgeWarning, RecipeError
+from ganforge.plugins import collect_registries, make_plugin_manager
+from ganforge.registry import ComponentSpec, Registries
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,12 @@ class Runtime:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
-    conv_algorithm: str = "direct"
+    backend: Backend | None = None  # how the networks execute; None: torch's own layers (as 'direct')
+    backend_note: str = ""  # how the backend was chosen ("auto; ..."), for describe_backend()
     cuda_graphs: bool = False  # with compile, on CUDA: torch.compile's 'reduce-overhead' mode
     rank: int = 0
     world_size: int = 1
+    _prepared: list[str] = field(default_factory=list, repr=False, compare=False)  # what prepare_model did
 
     @property
     def is_main(self) -> bool:
@@ -47,26 +53,22 @@ class Runtime:
         """fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not."""
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
+    def describe_backend(self) -> str:
+        """``backend NAME (how it was chosen; what it replaced)``, for the run's first line."""
+        name = self.backend.name if self.backend is not None else "direct"
+        parts = [part for part in (self.backend_note, *self._prepared) if part]
+        return f"backend {name}" + (f" ({'; '.join(parts)})" if parts else "")
+
     def prepare_model(self, model: torch.nn.Module, networks: dict[str, torch.nn.Module]) -> torch.nn.Module:
-        """Move ``model`` to the device and memory format; switch convolution algorithm and compile
-        ``networks`` in place if asked (parameters and state-dict keys stay as they are)."""
+        """Move ``model`` to the device and memory format; let the backend prepare ``networks`` and
+        compile them in place if asked (parameters and state-dict keys stay as they are)."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.conv_algorithm == "winograd":
-            from ganforge.ops import use_cpu_algorithms
-
-            per_net = [use_cpu_algorithms(net) for net in networks.values()]
-            switched = [name for s in per_net for name in s.winograd]
-            narrow = [name for s in per_net for name in s.narrow]
-            if not switched:
-                also = f" ({len(narrow)} layer(s) with few channels on one side take compiled loops)" if narrow else ""
-                warnings.warn(
-                    "train.conv_algorithm = 'winograd': no convolution of this model is a 3x3 or 4x4, stride-1 "
-                    f"one with 128 or more channels; those stay direct{also}",
-                    GanforgeWarning,
-                    stacklevel=2,
-                )
+        if self.backend is not None:
+            # One call for all networks: layers are replaced below each of them, in their parents.
+            summary = self.backend.prepare(nn.ModuleList(networks.values()), self.device, training=True)
+            self._prepared[:] = [summary] if summary else []
         if self.compile:
             graphs = self.cuda_graphs and self.device.type == "cuda"
             if self.cuda_graphs and not graphs:
@@ -116,8 +118,70 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def make_runtime(train: Any) -> Runtime:
-    """The runtime for a recipe's ``[train]`` section."""
+def _is_selector(obj: Any) -> bool:
+    return isinstance(obj, Selector) and not isinstance(obj, Backend)
+
+
+def choose_backend(
+    spec: ComponentSpec,
+    registries: Registries,
+    device: torch.device,
+    precision: str,
+    where: str = "train.backend",
+) -> tuple[Backend, str]:
+    """The backend named by the resolved ``spec`` for ``device`` and ``precision``, and a note on how it
+    was chosen ("" when named outright). A selector (``auto``) chooses among the other registered
+    backends, each built with its default params; a backend named outright must be available."""
+    chosen = spec.build()
+    if _is_selector(chosen):
+        candidates, broken = [], []
+        for component in registries["backend"]:
+            try:
+                candidate = registries.resolve("backend", {"type": component.name}, where).build()
+            except GanforgeError as exc:  # a broken plugin's backend: skipped, and said so
+                broken.append(f"{component.name}: {exc.lines[0]}")
+                continue
+            if not _is_selector(candidate):
+                candidates.append(candidate)
+        backend, note = chosen.choose(candidates, device, precision)
+        return backend, "; ".join(part for part in (note, *broken) if part)
+    verdict = chosen.available(device, precision)
+    if verdict is not True:
+        raise GanforgeError(
+            f"{where}: backend '{spec.type}' does not run on {device} in {precision}: "
+            f"{verdict or 'not available'}; use auto (the fastest available) or direct"
+        )
+    return chosen, ""
+
+
+def apply_backend(
+    name: str, generator: Any, *, plugins: Sequence[str] = (), option: str = "--backend"
+) -> None:
+    """Prepare a loaded generator (:class:`ganforge.inference.Generator`: its ``module``, ``device`` and
+    ``notes``) for translation or export with backend ``name`` (default params, fp32), and add a note
+    saying which backend it took. A generator that is not a PyTorch module (ONNX, TorchScript) takes
+    ``auto`` and ``direct`` as they are (nothing to prepare); other backends are an error for it."""
+    registries = collect_registries(make_plugin_manager(plugins, source="--plugin"))
+    try:
+        spec = registries.resolve("backend", {"type": name}, option)
+    except RecipeError as exc:
+        lines = [line.replace(f"{option}.type: ", f"{option}: ") for line in exc.lines]
+        raise GanforgeError(*lines) from None
+    if not generator.has_python_module:
+        if name not in ("auto", "direct"):
+            raise GanforgeError(
+                f"{option} {name}: {generator.label} is not a PyTorch module; use auto or direct"
+            )
+        return
+    backend, note = choose_backend(spec, registries, generator.device, "fp32", where=option)
+    summary = backend.prepare(generator.module, generator.device, training=False)
+    parts = [part for part in (note, summary) if part]
+    generator.notes.append(f"backend {backend.name}" + (f" ({'; '.join(parts)})" if parts else ""))
+
+
+def make_runtime(train: Any, registries: Registries | None = None) -> Runtime:
+    """The runtime for a recipe's ``[train]`` section; ``registries`` are the recipe's (those of the
+    built-in and installed plugins if not given), where ``train.backend`` is chosen from."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:
         raise GanforgeError(
@@ -128,11 +192,15 @@ def make_runtime(train: Any) -> Runtime:
         raise GanforgeError(f"train.precision: 'fp16' needs a CUDA device (this run is on {device}); use 'bf16' or 'fp32'")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
+    if registries is None:
+        registries = collect_registries(make_plugin_manager())
+    backend, note = choose_backend(train.backend, registries, device, train.precision)
     return Runtime(
         device,
         train.precision,
         channels_last=train.channels_last,
         compile=train.compile,
-        conv_algorithm=train.conv_algorithm,
+        backend=backend,
+        backend_note=note,
         cuda_graphs=train.cuda_graphs,
     )

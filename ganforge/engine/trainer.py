@@ -293,5 +293,6 @@ def describe_run(trainer: Trainer) -> str:
     n_params = sum(p.numel() for p in trainer.model.parameters())
     return (
         f"{trainer.recipe.model.type} model, {n_params / 1e6:.2f} M parameters, "
-        f"{trainer.steps_per_epoch} steps/epoch x {trainer.epochs} epochs on {trainer.runtime.device}"
+        f"{trainer.steps_per_epoch} steps/epoch x {trainer.epochs} epochs on {trainer.runtime.device}, "
+        f"{trainer.runtime.describe_backend()}"
     )

@@ -11,7 +11,8 @@ A ``nn.ReLU`` or ``nn.LeakyReLU`` right after such a norm in an ``nn.Sequential`
 is folded into it (:class:`FoldedActivation` passes its input on): the norm writes the activated result
 and its backward pass takes the activation's gradient in the same loops, which saves the activation's
 pass over the map each way (threshold_backward alone took 18 ms of a 2 s, 128 px / 6-block CycleGAN step).
-A hook on the folded activation sees the norm's already activated map as its input and its output.
+While either layer of such a pair has a hook, the two compute unfolded (norm, then activation), so the
+hook sees what torch's own layers would give it.
 
 The loops are built with the Winograd transforms (same switch, ``GANFORGE_WINOGRAD_KERNELS``); without
 them, under torch.compile (which fuses the norm with what follows it), off the CPU, outside fp32 or
@@ -25,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ganforge.ops import cpu_fp32, single_use_pairs, switch_class
-from ganforge.ops.winograd import compiled_for, compiled_kernels
+from ganforge.backends import rebuild_as
+from ganforge_cpu_kernels import KernelLayer, cpu_fp32, link, observed, single_use_pairs, switch_class
+from ganforge_cpu_kernels.winograd import compiled_for, compiled_kernels
 
 
 class _InstanceNorm(torch.autograd.Function):
@@ -45,28 +47,33 @@ class _InstanceNorm(torch.autograd.Function):
         return torch.ops.ganforge_norm.instance_norm_backward(dy.contiguous(), x, mean, rstd, ctx.slope), None, None
 
 
-class CompiledInstanceNorm2d(nn.InstanceNorm2d):
+class CompiledInstanceNorm2d(KernelLayer, nn.InstanceNorm2d):
     """An ``nn.InstanceNorm2d`` without affine parameters or running statistics, computed by the compiled
     loops on the CPU in fp32. Made by :func:`use_compiled_instance_norm`: same (empty) state dict.
     ``slope`` is the folded activation's: 1 none, 0 ReLU, else a leaky ReLU's negative slope."""
 
     slope = 1.0
+    _kernel_attributes = ("slope", "_fold_partner")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        slope = 1.0 if self.slope != 1.0 and observed(self) else self.slope  # hooked: the activation acts
         if torch.compiler.is_compiling() or not cpu_fp32(input, input) or not compiled_for(input):
             y = super().forward(input)
-            if self.slope == 1.0:
+            if slope == 1.0:
                 return y
-            return F.relu(y) if self.slope == 0.0 else F.leaky_relu(y, self.slope)
-        return _InstanceNorm.apply(input, self.eps, self.slope)
+            return F.relu(y) if slope == 0.0 else F.leaky_relu(y, slope)
+        return _InstanceNorm.apply(input, self.eps, slope)
 
 
-class FoldedActivation(nn.Module):
+class FoldedActivation(KernelLayer, nn.Module):
     """Mixed into a ``nn.ReLU`` or ``nn.LeakyReLU`` whose work the :class:`CompiledInstanceNorm2d` before
-    it does: passes its input on (same repr, no state)."""
+    it does: passes its input on (same repr, no state), or activates it itself while either of the two
+    has a hook."""
+
+    _kernel_attributes = ("_fold_partner",)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return input
+        return super().forward(input) if observed(self) else input
 
 
 class FoldedReLU(FoldedActivation, nn.ReLU):
@@ -83,8 +90,8 @@ def eligible(layer: nn.Module) -> bool:
 
 
 def use_compiled_instance_norm(module: nn.Module) -> list[str]:
-    """Switch the eligible instance norms of ``module`` and fold the activations right after them; return
-    the norms' names."""
+    """Switch the eligible instance norms below ``module`` and fold the activations right after them (each
+    replaced in its parent); return the norms' names."""
     names = switch_class(module, eligible, CompiledInstanceNorm2d)
     if names:
         _fold_activations(module)
@@ -95,10 +102,14 @@ def use_compiled_instance_norm(module: nn.Module) -> list[str]:
 def _fold_activations(module: nn.Module) -> None:
     """Hand each ``nn.ReLU`` / ``nn.LeakyReLU`` that follows a :class:`CompiledInstanceNorm2d` in an
     ``nn.Sequential``, both used nowhere else, over to that norm."""
-    for norm, act in single_use_pairs(module):
+    for seq, i in single_use_pairs(module):
+        norm, act = seq[i], seq[i + 1]
         if not isinstance(norm, CompiledInstanceNorm2d):
             continue
         if type(act) is nn.ReLU:
-            norm.slope, act.__class__ = 0.0, FoldedReLU
+            norm.slope, seq[i + 1] = 0.0, rebuild_as(FoldedReLU, act)
         elif type(act) is nn.LeakyReLU and 0.0 <= act.negative_slope <= 1.0:  # the loops' range
-            norm.slope, act.__class__ = float(act.negative_slope), FoldedLeakyReLU
+            norm.slope, seq[i + 1] = float(act.negative_slope), rebuild_as(FoldedLeakyReLU, act)
+        else:
+            continue
+        link(norm, seq[i + 1])

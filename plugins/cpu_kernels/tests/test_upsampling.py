@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels import use_cpu_algorithms
+from ganforge_cpu_kernels.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
 from torch import nn
 
-from ganforge.ops import use_cpu_algorithms
-from ganforge.ops.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
+
+def swapped(use, layer: nn.Module) -> nn.Module:
+    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
+    by a layer of the kernels with the same parameters."""
+    holder = nn.Sequential(layer)
+    assert use(holder) == ["0"]
+    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
+    return holder[0]
 
 
 def layer_and_copy(**kwargs) -> tuple[nn.ConvTranspose2d, nn.ConvTranspose2d]:
@@ -16,7 +24,7 @@ def layer_and_copy(**kwargs) -> tuple[nn.ConvTranspose2d, nn.ConvTranspose2d]:
     plain = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1, **kwargs)
     switched = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1, **kwargs)
     switched.load_state_dict(plain.state_dict())
-    assert use_channels_last_input(switched) == [""]
+    switched = swapped(use_channels_last_input, switched)
     return plain, switched
 
 
@@ -68,8 +76,8 @@ def test_use_cpu_algorithms_switches_a_generators_upsampling_layers():
 def test_the_compiled_layout_copy_gives_torchs_nchw_tensor(shape):
     import os
 
-    from ganforge.ops.upsampling import _to_nchw
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.upsampling import _to_nchw
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch" or compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels are not built here")

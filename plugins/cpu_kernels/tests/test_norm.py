@@ -9,9 +9,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from ganforge.ops.norm import (
+from ganforge_cpu_kernels.norm import (
     CompiledInstanceNorm2d,
     FoldedActivation,
     FoldedLeakyReLU,
@@ -19,6 +17,16 @@ from ganforge.ops.norm import (
     eligible,
     use_compiled_instance_norm,
 )
+from torch import nn
+
+
+def swapped(use, layer: nn.Module) -> nn.Module:
+    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
+    by a layer of the kernels with the same parameters."""
+    holder = nn.Sequential(layer)
+    assert use(holder) == ["0"]
+    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
+    return holder[0]
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -29,7 +37,7 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
 def compiled():
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch":
         pytest.skip("GANFORGE_WINOGRAD_KERNELS=torch asks for the torch-operator path")
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels could not be built here")
@@ -43,7 +51,8 @@ def compiled():
 def test_values_and_input_gradient_match_float64(compiled, shape, mean, scale):
     torch.manual_seed(0)
     layer = nn.InstanceNorm2d(shape[1])
-    assert use_compiled_instance_norm(layer) == [""] and type(layer) is CompiledInstanceNorm2d
+    layer = swapped(use_compiled_instance_norm, layer)
+    assert type(layer) is CompiledInstanceNorm2d
     x = (torch.randn(shape, dtype=torch.float64) * scale + mean).float().double()  # exact in fp32 too
     exact_x = x.clone().requires_grad_()
     expected = F.instance_norm(exact_x)
@@ -67,7 +76,7 @@ def test_values_and_input_gradient_match_float64(compiled, shape, mean, scale):
 
 def test_the_result_is_a_fresh_tensor_so_an_in_place_relu_needs_no_slice_copy(compiled):
     layer = nn.InstanceNorm2d(4)
-    use_compiled_instance_norm(layer)
+    layer = swapped(use_compiled_instance_norm, layer)
     x = torch.randn(2, 4, 8, 8, requires_grad=True)
     y = torch.relu_(layer(x))
     assert y.grad_fn.name() == "ReluBackward0"  # on torch's norm (a view) it is CopySlices
@@ -81,7 +90,7 @@ def test_only_plain_instance_norms_switch_and_other_dtypes_stay_torchs(compiled)
     assert not eligible(nn.InstanceNorm2d(8, track_running_stats=True))
     assert not eligible(nn.BatchNorm2d(8))
     layer = nn.InstanceNorm2d(3)
-    use_compiled_instance_norm(layer)
+    layer = swapped(use_compiled_instance_norm, layer)
     assert list(layer.state_dict()) == []
     x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
     assert torch.equal(layer(x), F.instance_norm(x))  # float64: torch's own
@@ -162,3 +171,28 @@ def test_a_generators_and_a_patchgans_activations_fold_into_their_norms(compiled
         assert folded == (activations if net is generator else activations[1:])
         assert list(net.state_dict()) == list(reference.state_dict())
         assert relative_error(net(x), reference(x).double()) < 1e-5
+
+
+@pytest.mark.parametrize("hooked", [1, 2], ids=["hook-on-the-norm", "hook-on-the-activation"])
+def test_a_hook_on_either_layer_unfolds_the_pair(compiled, hooked):
+    """Hooks see what torch's layers give: the norm's output before the activation. A hook that replaces
+    the norm's output (the tiled translation's whole-image statistics do) still gets activated."""
+    torch.manual_seed(0)
+    pair, reference = folded_pair(nn.LeakyReLU(0.2))
+    x = torch.randn(2, 3, 10, 10)
+    seen = []
+    handle = pair[hooked].register_forward_hook(lambda module, args, output: seen.append((args[0], output)))
+    result = pair(x)
+    x64 = x.double()
+    normed = reference[1](reference[0](x64))
+    inputs, output = seen[0]
+    if hooked == 1:
+        assert relative_error(output, normed) < 1e-5  # not yet activated
+    else:
+        assert relative_error(inputs, normed) < 1e-5 and relative_error(output, reference(x64)) < 1e-5
+    assert relative_error(result.detach(), reference(x64).detach()) < 1e-5
+    handle.remove()
+    assert torch.equal(pair(x), pair[2](pair[1](pair[0](x))))  # folded again: the activation passes it on
+    handle = pair[1].register_forward_hook(lambda module, args, output: torch.full_like(output, -1.0))
+    assert torch.equal(pair(x), torch.full_like(result, -0.2))
+    handle.remove()

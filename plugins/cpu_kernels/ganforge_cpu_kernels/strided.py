@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ganforge.ops import cpu_fp32, switch_class
-from ganforge.ops.winograd import compiled_for
+from ganforge_cpu_kernels import KernelLayer, cpu_fp32, switch_class
+from ganforge_cpu_kernels.winograd import compiled_for
 
 MIN_CHANNELS = 32  # narrower sides (a PatchGAN's 3-channel input) make thin products that do not pay
 
@@ -99,7 +99,7 @@ def _takes(input: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-class StridedConv2d(nn.Conv2d):
+class StridedConv2d(KernelLayer, nn.Conv2d):
     """An ``nn.Conv2d`` (3x3 or 4x4, stride 2, padding 1) whose filter gradient is computed by
     :func:`phase_filter_gradient` on the CPU in fp32 for inputs of even height and width; torch's own
     layer otherwise. Made by :func:`use_phase_gradients`: same parameters and state dict."""

@@ -1,4 +1,4 @@
-// Stride-1 convolutions with few channels on one side, as fp32 CPU loops for ganforge/ops/narrow.py:
+// Stride-1 convolutions with few channels on one side, as fp32 CPU loops for plugins/cpu_kernels/ganforge_cpu_kernels/narrow.py:
 // an image generator's 64 -> 3 output layer and 3 -> 64 input layer (7x7), and each one's input
 // gradient, which is a convolution of the other shape (the flipped filters, channels swapped).
 //

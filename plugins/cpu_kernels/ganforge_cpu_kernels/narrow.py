@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ganforge.ops import cpu_fp32, plain_conv, switch_class
-from ganforge.ops.winograd import compiled_for, compiled_kernels
+from ganforge_cpu_kernels import KernelLayer, cpu_fp32, plain_conv, switch_class
+from ganforge_cpu_kernels.winograd import compiled_for, compiled_kernels
 
 FEW_CHANNELS = 4  # at most this many channels on the narrow side
 MIN_WIDE_CHANNELS = 32  # and at least this many on the other
@@ -78,11 +78,11 @@ class _NarrowConv(torch.autograd.Function):
         return dx, dw, db, None
 
 
-class NarrowConv2d(nn.Conv2d):
+class NarrowConv2d(KernelLayer, nn.Conv2d):
     """An ``nn.Conv2d`` with few channels on one side, computed by the compiled loops on the CPU in fp32
     (without them: the transposed form if it has few outputs, else direct; direct off the CPU).
 
-    Made by :func:`use_narrow_kernels` from an existing layer: same parameters and state dict.
+    Made by :func:`use_narrow_kernels` from an existing layer, in its place: same parameters and state dict.
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -17,8 +17,9 @@ transforms run as torch operators: equal results, about a third of a training st
 has compiled filter transforms only; its tile transforms are torch operators, cheap at the 16x16 to
 32x32 pixels of the layers it serves.
 
-:func:`use_winograd` switches the eligible ``nn.Conv2d`` layers of a module in place (their class only:
-parameters, state-dict keys, hooks and optimizer references stay as they are). The switched layers
+:func:`use_winograd` replaces the eligible ``nn.Conv2d`` layers below a module, each in its parent, by a
+:class:`WinogradConv2d` holding the same Parameter objects (state-dict keys, hooks and optimizer
+references stay as they are). The switched layers
 compute Winograd on the CPU in fp32 and fall back to the direct convolution everywhere else (CUDA and
 MPS pick their own algorithms, autocast runs in reduced precision where Winograd's error grows). A
 ``ReflectionPad2d(1)`` right before a switched 3x3 layer in an ``nn.Sequential`` (a ResNet block) hands
@@ -40,8 +41,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ganforge.backends import rebuild_as
 from ganforge.errors import GanforgeWarning
-from ganforge.ops import cpu_fp32, plain_conv, single_use_pairs, switch_class
+from ganforge_cpu_kernels import (
+    KernelLayer,
+    cpu_fp32,
+    link,
+    observed,
+    plain_conv,
+    single_use_pairs,
+    switch_class,
+)
 
 # The three transforms of F(4x4, 3x3) at the interpolation points 0, 1, -1, 2, -2 and infinity:
 # output = A^T [ (G g G^T) * (B^T d B) ] A for a 3x3 filter g and a 6x6 input tile d.
@@ -100,7 +110,7 @@ KERNEL_SOURCE = Path(__file__).with_name("winograd_cpu.cpp")
 NARROW_SOURCE = Path(__file__).with_name("narrow_cpu.cpp")  # narrow.py's loops, built into the same library
 LAYOUT_SOURCE = Path(__file__).with_name("layout_cpu.cpp")  # upsampling.py's layout copy, likewise
 NORM_SOURCE = Path(__file__).with_name("norm_cpu.cpp")  # norm.py's instance norm, likewise
-KERNEL_NAME = "ganforge_winograd_cpu"  # + a machine key: ~/.cache/torch_extensions/<python>_cpu/<name>_<key>
+KERNEL_NAME = "ganforge_cpu_kernels"  # + a machine key: ~/.cache/torch_extensions/<python>_cpu/<name>_<key>
 _kernel_state = "untried"  # then "built" (torch.ops.ganforge_winograd exists) or "failed"
 
 
@@ -121,7 +131,8 @@ def compiled_kernels():
             _kernel_state = "failed"
             reason = " ".join(str(error).split())[:300]
             warnings.warn(
-                f"Winograd: the compiled CPU transforms could not be built ({type(error).__name__}: {reason}); "
+                "cpu_kernels: the compiled CPU kernels could not be built "
+                f"({type(error).__name__}: {reason}); "
                 "using torch operators instead (same results, slower). Set GANFORGE_WINOGRAD_KERNELS=torch "
                 "to skip the attempt.",
                 GanforgeWarning,
@@ -525,10 +536,10 @@ def winograd_conv(
     return y
 
 
-class WinogradConv2d(nn.Conv2d):
+class WinogradConv2d(KernelLayer, nn.Conv2d):
     """An ``nn.Conv2d`` (3x3 or 4x4, stride 1) computed by :func:`winograd_conv` on the CPU in fp32.
 
-    Made by :func:`use_winograd` from an existing layer; identical parameters and state dict. The
+    Made by :func:`use_winograd` from an existing layer, in its place; the same parameters and state dict. The
     transformed filters are kept, and rewritten in place when the weights change: a training step calls
     each layer several times (CycleGAN's generators two or three times, forward and backward), all with
     the same weights. That kept 4.8% of a 128 px / 6-block CycleGAN step (2260 -> 2151 ms) for 9.4 MB
@@ -539,6 +550,7 @@ class WinogradConv2d(nn.Conv2d):
 
     _transformed: tuple[tuple[int, int, float], torch.Tensor] | None = None
     reflect_pad = False  # set by use_winograd where it took over the ReflectionPad2d(1) before this layer
+    _kernel_attributes = ("_transformed", "reflect_pad", "_fold_partner")
 
     def _cached_transform(self, weight: torch.Tensor) -> torch.Tensor | None:
         if torch.compiler.is_compiling():
@@ -561,8 +573,9 @@ class WinogradConv2d(nn.Conv2d):
         return filters
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        reflect_pad = self.reflect_pad and not observed(self)  # with hooks, the pad before pads by itself
         if not cpu_fp32(input, weight):
-            if self.reflect_pad:
+            if reflect_pad:
                 input = F.pad(input, (1, 1, 1, 1), mode="reflect")
             return super()._conv_forward(input, weight, bias)
         ph, pw = self.padding  # type: ignore[misc]
@@ -574,17 +587,20 @@ class WinogradConv2d(nn.Conv2d):
                 return super()._conv_forward(input, weight, bias)
         if ph or pw:
             input = F.pad(input, (pw, pw, ph, ph))
-        return winograd_conv(input, weight, bias, self._cached_transform(weight), self.reflect_pad)
+        return winograd_conv(input, weight, bias, self._cached_transform(weight), reflect_pad)
 
 
-class FoldedReflectionPad2d(nn.ReflectionPad2d):
+class FoldedReflectionPad2d(KernelLayer, nn.ReflectionPad2d):
     """A ``ReflectionPad2d(1)`` whose padding the next layer, a :class:`WinogradConv2d`, makes inside its
     input transform (and folds back in its input gradient): it passes its input on unchanged. That
     saves the padded copy, its backward pass and their zero fills. Made by :func:`use_winograd` only
-    for a pad that is used once, right before such a layer in an ``nn.Sequential``."""
+    for a pad that is used once, right before such a layer in an ``nn.Sequential``. While either of the
+    two has a hook, the pad pads and the convolution does not (:func:`ganforge_cpu_kernels.observed`)."""
+
+    _kernel_attributes = ("_fold_partner",)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return input
+        return super().forward(input) if observed(self) else input
 
 
 def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
@@ -599,7 +615,8 @@ def eligible(layer: nn.Module, min_channels: int = 128) -> bool:
 
 
 def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
-    """Compute the eligible convolutions of ``module`` by Winograd from now on; return their names.
+    """Compute the eligible convolutions below ``module`` by Winograd from now on (each replaced in its
+    parent by a :class:`WinogradConv2d` with the same parameters); return their names.
 
     Layers narrower than ``min_channels`` stay direct: there the transforms cost about what they save
     (forward and backward of one layer, batch 1, on the 2-core AVX2 CPU: 64 channels at 32x32 and at
@@ -619,7 +636,8 @@ def use_winograd(module: nn.Module, min_channels: int = 128) -> list[str]:
 def _fold_reflection_pads(module: nn.Module) -> None:
     """Hand each ``ReflectionPad2d(1)`` that feeds a 3x3, unpadded :class:`WinogradConv2d` in an
     ``nn.Sequential`` (a ResNet block's pattern), both used nowhere else, over to that layer."""
-    for pad, conv in single_use_pairs(module):
+    for seq, i in single_use_pairs(module):
+        pad, conv = seq[i], seq[i + 1]
         if (
             type(pad) is nn.ReflectionPad2d
             and tuple(pad.padding) == (1, 1, 1, 1)
@@ -627,5 +645,6 @@ def _fold_reflection_pads(module: nn.Module) -> None:
             and conv.kernel_size == (3, 3)
             and conv.padding == (0, 0)
         ):
-            pad.__class__ = FoldedReflectionPad2d
+            seq[i] = rebuild_as(FoldedReflectionPad2d, pad)
             conv.reflect_pad = True
+            link(seq[i], conv)

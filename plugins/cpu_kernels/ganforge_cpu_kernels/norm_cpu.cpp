@@ -1,5 +1,5 @@
 // Instance normalisation without affine parameters (CycleGAN's), forward and backward, as fp32 CPU
-// loops for ganforge/ops/norm.py, with the (leaky) ReLU that follows it in the same pass.
+// loops for plugins/cpu_kernels/ganforge_cpu_kernels/norm.py, with the (leaky) ReLU that follows it in the same pass.
 //
 // torch computes instance norm on a CPU as a batch norm over an (1, N*C, H, W) view; on the project's
 // 2-core machine that ran at 1.5-4 GB/s: 12.3 ms for a 64 x 256 x 256 map, 1.46 ms for 256 x 64 x 64.

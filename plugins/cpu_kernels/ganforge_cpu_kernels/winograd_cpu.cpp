@@ -1,5 +1,5 @@
 // The transforms of Winograd F(4x4, 3x3) and their adjoints as fused fp32 CPU loops, for
-// ganforge/ops/winograd.py: input tiles, output tiles and filters, forward and backward; and the
+// plugins/cpu_kernels/ganforge_cpu_kernels/winograd.py: input tiles, output tiles and filters, forward and backward; and the
 // filter transforms of F(3x3, 4x4), whose 6x6 tiles the same B^T transforms.
 //
 // Each reads its input once and writes its output once. Done with torch's operators they need GEMMs

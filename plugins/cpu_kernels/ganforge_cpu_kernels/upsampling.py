@@ -22,12 +22,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.ops import cpu_fp32, switch_class
-from ganforge.ops.strided import transposed_forward
-from ganforge.ops.winograd import compiled_for
+from ganforge_cpu_kernels import KernelLayer, cpu_fp32, switch_class
+from ganforge_cpu_kernels.strided import transposed_forward
+from ganforge_cpu_kernels.winograd import compiled_for
 
 
-class UpsamplingConvTranspose2d(nn.ConvTranspose2d):
+class UpsamplingConvTranspose2d(KernelLayer, nn.ConvTranspose2d):
     """An ``nn.ConvTranspose2d`` that, on the CPU in fp32 with no gradient recorded, computes from a
     channels_last copy of its input and returns an NCHW result; while its filters train, a 3x3 stride-2
     one takes its filter gradient from strided.py. Made by :func:`use_channels_last_input`: same

@@ -12,13 +12,23 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels import winograd
+from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
+from ganforge_cpu_kernels.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
 
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import GanforgeWarning
-from ganforge.ops import winograd
-from ganforge.ops.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
+
+
+def swapped(use, layer: nn.Module) -> nn.Module:
+    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
+    by a layer of the kernels with the same parameters."""
+    holder = nn.Sequential(layer)
+    assert use(holder) == ["0"]
+    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
+    return holder[0]
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -61,7 +71,7 @@ def test_bias_is_optional_and_only_needed_gradients_are_computed():
 
 
 def test_compiled_training_through_winograd_layers_is_one_graph_and_equals_eager():
-    """train.compile with conv_algorithm = "winograd": the Function (once_differentiable backward,
+    """train.compile with backend cpu_kernels: the Function (once_differentiable backward,
     buffers bypassed while tracing) compiles without graph breaks, forward and backward."""
     from torch._dynamo.utils import counters
 
@@ -200,6 +210,21 @@ def test_folded_reflection_pads_give_the_values_and_gradients_of_the_padded_bloc
     assert relative_error(copy.deepcopy(block).double()(x64.detach()), reference(x64).detach()) < 1e-12
 
 
+def test_a_hook_on_the_pad_or_the_convolution_unfolds_them():
+    block, reference = folded_block()
+    x = torch.randn(1, 128, 8, 8)
+    seen = []
+    handle = block[0].register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    assert relative_error(block(x).detach(), reference(x.double()).detach()) < 5e-5
+    assert seen == [(1, 128, 10, 10)]  # the pad's output is padded, as torch's pad gives it
+    handle.remove()
+    handle = block[1].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    assert relative_error(block(x).detach(), reference(x.double()).detach()) < 5e-5
+    assert seen[1] == (1, 128, 10, 10)
+    handle.remove()
+    assert block[0](x) is x  # folded again
+
+
 def test_folded_pads_compile_into_one_graph():
     block, reference = folded_block()
     from torch._dynamo.utils import counters
@@ -255,7 +280,7 @@ def test_an_unbatched_input_takes_the_direct_convolution():
     """nn.Conv2d accepts (C, H, W); the switched layer must too (Winograd's tiles are batched)."""
     for kernel in (3, 4):
         layer = nn.Conv2d(128, 128, kernel, padding=1)
-        use_winograd(layer)
+        layer = swapped(use_winograd, layer)
         x = torch.randn(128, 12, 12)
         assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1))
 
@@ -264,13 +289,13 @@ def test_padded_layers_pad_with_zeros_as_the_direct_layer_does():
     layer = nn.Conv2d(128, 128, 3, padding=1)
     x = torch.randn(1, 128, 12, 12)
     expected = layer(x)
-    assert use_winograd(layer) == [""]
+    layer = swapped(use_winograd, layer)
     assert relative_error(layer(x).detach(), expected.detach().double()) < 5e-5
 
 
 def test_reduced_precision_and_other_dtypes_use_the_direct_convolution():
     layer = nn.Conv2d(128, 128, 3)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     x = torch.randn(1, 128, 10, 10)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias))
@@ -281,18 +306,25 @@ def test_reduced_precision_and_other_dtypes_use_the_direct_convolution():
 def test_runtime_switches_every_network_and_says_when_nothing_is_eligible():
     nets = {"G": generator(), "small": generator(ngf=8)}
     model = nn.ModuleDict(nets)
-    Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(model, nets)
+    runtime = Runtime(torch.device("cpu"), backend=CpuKernels(CpuKernelsParams()))
+    runtime.prepare_model(model, nets)
     assert sum(isinstance(m, WinogradConv2d) for m in nets["G"].modules()) == 4
+    assert runtime.describe_backend().startswith("backend cpu_kernels (replaced 4 Winograd, ")
     small = {"small": generator(ngf=8)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(nn.ModuleDict(small), small)
-    assert any("no convolution" in str(w.message) for w in caught)
+    runtime = Runtime(torch.device("cpu"), backend=CpuKernels(CpuKernelsParams(narrow=False, norm=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing eligible is not a warning: the run's first line says so
+        runtime.prepare_model(nn.ModuleDict(small), small)
+    assert runtime.describe_backend() == "backend cpu_kernels (replaced 2 transposed layers)"
+    nothing = CpuKernelsParams(narrow=False, norm=False, strided=False, upsampling=False)
+    runtime = Runtime(torch.device("cpu"), backend=CpuKernels(nothing))
+    runtime.prepare_model(nn.ModuleDict(small), small)
+    assert runtime.describe_backend() == "backend cpu_kernels (no layer of these networks is eligible)"
 
 
 def test_transformed_filters_are_kept_until_the_weights_change():
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     x = torch.randn(1, 128, 8, 8)
     with torch.inference_mode():
         first = layer(x)
@@ -315,7 +347,7 @@ def test_training_with_kept_filters_gives_the_gradients_of_conv2d(implementation
     them: values and both gradients stay those of F.conv2d (float64) over three steps."""
     torch.manual_seed(0)
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, foreach=implementation == "foreach",
                                  fused=implementation == "fused" or None)
     for _ in range(3):
@@ -335,7 +367,7 @@ def test_a_graph_whose_kept_filters_were_renewed_refuses_its_backward():
     """Fused Adam on the CPU changes weights without bumping their version, so autograd alone would
     not notice; the kept filters' own version does."""
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, fused=True)
     x = torch.randn(1, 128, 8, 8)
     old = layer(x).square().mean()
@@ -352,7 +384,7 @@ def test_kept_filters_follow_optimizer_steps_and_loads(implementation):
     on the CPU changes weights without bumping their version counter)."""
     torch.manual_seed(0)
     layer = nn.Conv2d(128, 128, 3, padding=1)
-    use_winograd(layer)
+    layer = swapped(use_winograd, layer)
     optimizer = torch.optim.Adam(
         layer.parameters(), lr=0.01, foreach=implementation == "foreach", fused=implementation == "fused" or None
     )

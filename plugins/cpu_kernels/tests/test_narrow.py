@@ -8,11 +8,21 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from ganforge_cpu_kernels.narrow import NarrowConv2d, eligible, use_narrow_kernels
+from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from torch import nn
 
 from ganforge.engine.runtime import Runtime
-from ganforge.ops.narrow import NarrowConv2d, eligible, use_narrow_kernels
+
+
+def swapped(use, layer: nn.Module) -> nn.Module:
+    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
+    by a layer of the kernels with the same parameters."""
+    holder = nn.Sequential(layer)
+    assert use(holder) == ["0"]
+    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
+    return holder[0]
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -22,7 +32,7 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
 def compiled_kernels_or_skip() -> None:
     if os.environ.get("GANFORGE_WINOGRAD_KERNELS") == "torch":
         pytest.skip("GANFORGE_WINOGRAD_KERNELS=torch asks for the torch-operator path")
-    from ganforge.ops.winograd import compiled_kernels
+    from ganforge_cpu_kernels.winograd import compiled_kernels
 
     if compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels could not be built here")
@@ -53,7 +63,8 @@ def test_values_and_gradients_match_the_direct_convolution(monkeypatch, kernels,
     layer = nn.Conv2d(cin, cout, kernel, padding=padding)
     reference = nn.Conv2d(cin, cout, kernel, padding=padding).double()
     reference.load_state_dict(layer.state_dict())
-    assert use_narrow_kernels(layer) == [""] and type(layer) is NarrowConv2d
+    layer = swapped(use_narrow_kernels, layer)
+    assert type(layer) is NarrowConv2d
     x = torch.randn(2, cin, h, w, dtype=torch.float64)
     exact_x = x.clone().requires_grad_()
     expected = reference(exact_x)
@@ -78,7 +89,7 @@ def test_without_grad_and_without_bias_the_loops_give_the_same_result():
     for layer in (nn.Conv2d(3, 64, 7, bias=False), nn.Conv2d(64, 3, 7, padding=3, bias=False)):
         x = torch.randn(1, layer.in_channels, 40, 40)
         expected = F.conv2d(x.double(), layer.weight.double(), padding=layer.padding)
-        use_narrow_kernels(layer)
+        layer = swapped(use_narrow_kernels, layer)
         with torch.inference_mode():
             assert relative_error(layer(x), expected) < 1e-5
 
@@ -100,7 +111,7 @@ def test_the_state_dict_is_unchanged_and_other_dtypes_stay_direct():
     torch.manual_seed(0)
     layer = nn.Conv2d(32, 3, 3, padding=1)
     before = {k: v.clone() for k, v in layer.state_dict().items()}
-    use_narrow_kernels(layer)
+    layer = swapped(use_narrow_kernels, layer)
     assert layer.state_dict().keys() == before.keys()
     assert all(torch.equal(layer.state_dict()[k], v) for k, v in before.items())
     x = torch.randn(1, 32, 6, 6, dtype=torch.float64)
@@ -108,13 +119,13 @@ def test_the_state_dict_is_unchanged_and_other_dtypes_stay_direct():
     assert torch.equal(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1))  # float64: the direct path
 
 
-def test_the_winograd_algorithm_switches_a_generators_first_and_last_layers():
+def test_the_backend_switches_a_generators_first_and_last_layers():
     torch.manual_seed(0)
     net = build_resnet(ResnetParams(ngf=32, n_blocks=2))
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         expected = net(x)
-    Runtime(torch.device("cpu"), conv_algorithm="winograd").prepare_model(net, {"G": net})
+    Runtime(torch.device("cpu"), backend=CpuKernels(CpuKernelsParams())).prepare_model(net, {"G": net})
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert type(convs[0]) is NarrowConv2d and convs[0].in_channels == 3
     assert type(convs[-1]) is NarrowConv2d and convs[-1].out_channels == 3

@@ -1,5 +1,5 @@
 // Layout copies of fp32 CPU tensors: contiguous (NCHW) copies of channels_last (NHWC) ones, for
-// ganforge/ops/upsampling.py; and, for ganforge/ops/strided.py, an image's four phases (rows and
+// plugins/cpu_kernels/ganforge_cpu_kernels/upsampling.py; and, for plugins/cpu_kernels/ganforge_cpu_kernels/strided.py, an image's four phases (rows and
 // columns split by parity) and a gradient widened by one row and column of zeros.
 //
 // torch's own copy from channels_last to NCHW ran at about 1 GB/s on the project's 2-core CPU: 16-22
