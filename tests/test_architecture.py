@@ -4,6 +4,7 @@ no module names a model, and a new upward import fails the suite."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,3 +43,16 @@ def test_an_upward_import_breaks_them(tmp_path):
     assert "Layers: each module imports only from the layers below it BROKEN" in result.stdout
     assert "ganforge.errors -> ganforge.api" in result.stdout
 
+
+
+def test_the_core_names_no_model():
+    """What a model calls its nets and directions belongs to the model plugin (docs may name examples)."""
+    pattern = re.compile(r"cyclegan|\bG_A\b|\bG_B\b|AtoB|BtoA|winograd", re.I)
+    hits = []
+    for path in sorted((ROOT / "ganforge").rglob("*")):
+        if path.suffix not in (".py", ".cpp") or "__pycache__" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not hits, "\n".join(hits)

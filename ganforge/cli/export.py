@@ -76,12 +76,16 @@ def export(
         device="cpu",
         plugins=plugin or [],
     )
-    apply_backend(backend, generator, plugins=plugin or [])  # for the checks; the files hold torch's ops
-    for note in generator.notes:
-        sys.stderr.write(f"note: {note}\n")
     if name is None:
         stem = source.stem if source.is_file() else source.name
         name = f"{stem}_{generator.net}" if generator.net is not None else stem
+    existing = [out / f"{name}{api.EXPORT_SUFFIXES[f]}" for f in formats]
+    existing = [path for path in existing if path.exists()]
+    if existing and not overwrite:  # before any note, so a mistake stays one line
+        raise GanforgeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name")
+    apply_backend(backend, generator, plugins=plugin or [])  # for the checks; the files hold torch's ops
+    for note in generator.notes:
+        sys.stderr.write(f"note: {note}\n")
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"generator: {generator.label}")
     written = api.export(
