@@ -1,6 +1,8 @@
 """What happens around the training loop: progress, the metrics log, sample grids, checkpoints.
 
-A callback sees the :class:`~ganforge.engine.trainer.Trainer` at four moments. ``on_step_end``
+A callback sees the trainer at four moments, through the attributes :class:`Trainer` lists here (the
+engine's :class:`~ganforge.engine.trainer.Trainer` has them; this module does not import it, so the
+trainer can import the callbacks without a circle). ``on_step_end``
 receives the mean losses of the last ``train.log_every`` steps at log steps and ``None`` between
 them, so no callback forces a device synchronisation on every step.
 """
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from rich.console import Console
@@ -25,8 +28,28 @@ from rich.progress import (
 from ganforge.engine.images import encode_png, sample_grid
 from ganforge.registry import CALLBACK_METHODS
 
-if TYPE_CHECKING:
-    from ganforge.engine.trainer import Trainer
+
+class Trainer(Protocol):
+    """What a callback may read of the trainer, and the one thing it may ask of it."""
+
+    recipe: Any  # the resolved ganforge.recipe.Recipe
+    model: torch.nn.Module
+    run_dir: Any  # ganforge.engine.rundir.RunDir: every file goes through it
+    epoch: int  # epochs completed
+    epochs: int
+    step: int  # steps completed
+    steps_per_epoch: int
+    sample_batch: dict[str, torch.Tensor]
+
+    @property
+    def total_steps(self) -> int: ...
+
+    @property
+    def position(self) -> int: ...
+
+    def learning_rates(self) -> dict[str, float]: ...
+
+    def save_checkpoint(self, relative: str) -> Path | None: ...
 
 
 class Callback:
