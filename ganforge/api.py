@@ -183,7 +183,7 @@ def train(
     built += [TensorBoardLog(evaluation)] if r.output.tensorboard else []
     built += [LossCurves(), Report(evaluation)] if r.output.report else []
     built += [as_callback(spec.build()) for spec in r.callbacks]
-    built += list(callbacks)
+    built += [as_callback(cb) for cb in callbacks]
     trainer = Trainer(r, runtime, out, built)  # builds data and model before anything is written
     if state is not None:
         trainer.load_state_dict(state, checkpoint)
@@ -231,7 +231,7 @@ def load(
     generator = load_generator(
         Path(source), direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
     )
-    apply_backend(backend, generator, plugins=plugins)
+    apply_backend(backend, generator, plugins=[*generator.plugins, *plugins])
     return generator
 
 
@@ -251,8 +251,12 @@ def translate(
     on_tile: Callable[[int, int], None] | None = None,
 ) -> TranslateReport:
     """Translate an image or a folder (recursively) into ``out``, keeping names and sub-folders."""
+    tiling = tiling or Tiling()
+    image_format = check_translation_options(image_format, tiling)
     if not isinstance(generator, Generator):
         generator = load(generator, direction=direction)
+    elif direction is not None:
+        raise GanforgeError("direction: pass it to ganforge.load(); a loaded generator has its direction")
     inputs, out = Path(inputs), Path(out)
     jobs = plan_translation(inputs, out, image_format, overwrite)
     return translate_files(
@@ -260,11 +264,24 @@ def translate(
         jobs,
         size=size,
         batch_size=batch_size,
-        tiling=tiling or Tiling(),
+        tiling=tiling,
         quality=quality,
         on_image=on_image,
         on_tile=on_tile,
     )
+
+
+def check_translation_options(image_format: str, tiling: Tiling) -> str:
+    """One line for an option a translation cannot take; returns the image format's canonical name."""
+    if image_format not in ("auto", "png", "jpeg", "jpg"):
+        raise GanforgeError(f"--image-format '{image_format}': use auto, png or jpeg")
+    if tiling.norm not in ("global", "tile"):
+        raise GanforgeError(f"--tile-norm '{tiling.norm}': use global or tile")
+    if tiling.tile and (tiling.tile % 4 or tiling.tile < 16):
+        raise GanforgeError(f"--tile {tiling.tile}: use a multiple of 4, at least 16 (or 0 to never tile)")
+    if tiling.tile and tiling.overlap * 2 > tiling.tile:
+        raise GanforgeError(f"--tile-overlap {tiling.overlap}: at most half of --tile ({tiling.tile})")
+    return "jpeg" if image_format == "jpg" else image_format
 
 
 def plan_translation(inputs: Path, out: Path, image_format: str = "auto", overwrite: bool = False) -> list[Job]:
@@ -348,8 +365,10 @@ def export(
     if source is not None:
         generator = load(source, plugins=plugins)
     assert isinstance(generator, Generator)
-    if name is None:
+    if name is None:  # the source's name (a checkpoint's: its run directory's), plus the net
         origin = Path(source) if source is not None else generator.source
+        if source is None and generator.kind == "checkpoint":
+            origin = run_dir_of(origin)
         name = origin.stem if origin.is_file() else origin.name
         if generator.net is not None:
             name = f"{name}_{generator.net}"

@@ -44,6 +44,12 @@ def translators_of(model: Any) -> list[Translator]:
     directions = model.directions() if callable(getattr(model, "directions", None)) else []
     if not directions:
         raise GanforgeError(f"{type(model).__name__}: declares no translation directions; nothing to evaluate")
+    keys = [d.key for d in directions]
+    if len(set(keys)) < len(keys):  # scores are kept by key: two directions between the same domains would mix
+        raise GanforgeError(
+            f"{type(model).__name__}: two declared directions share the domains of "
+            f"{next(k for k in keys if keys.count(k) > 1)}; evaluation keeps scores by source and target"
+        )
     return [Translator(d.key, d.source, d.target, getattr(model, d.net)) for d in directions]
 
 
@@ -51,9 +57,11 @@ def _identity(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def identity_translators() -> list[Translator]:
-    """The baseline that returns its input: what a translation has to beat."""
-    return [Translator("A2B", "A", "B", _identity), Translator("B2A", "B", "A", _identity)]
+def identity_translators(like: Sequence[Translator] | None = None) -> list[Translator]:
+    """The baseline that returns its input: what a translation has to beat (for the directions of
+    ``like``, a model's translators; by default A -> B and B -> A)."""
+    pairs = [(t.source, t.target) for t in like] if like else [("A", "B"), ("B", "A")]
+    return [Translator(f"{s}2{t}", s, t, _identity) for s, t in pairs]
 
 
 def is_paired(dataset: Any) -> bool:

@@ -281,11 +281,26 @@ def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
     ``train.conv_algorithm`` became ``[train.backend]``: "direct" stays torch's own layers (backend
     direct), any other value asked for faster CPU layers, which ``auto`` now takes wherever they run.
     A recipe that has both keeps its ``train.backend``. ``data`` itself is left as it was."""
+    section = data.get("data")
+    if isinstance(section, dict) and section.get("type") == "paired_folder" and "direction" in section:
+        # paired_folder's direction = "AtoB" / "BtoA" became a_half = "left" / "right"
+        section = dict(section)
+        old = section.pop("direction")
+        halves = {"AtoB": "left", "BtoA": "right"}
+        if old not in halves:
+            raise RecipeError(f"data.direction: {old!r} is not an option; it is now a_half = \"left\" or \"right\"")
+        section.setdefault("a_half", halves[old])
+        data = {**data, "data": section}
     train = data.get("train")
     if not (isinstance(train, dict) and "conv_algorithm" in train):
         return data
     train = dict(train)
     old = train.pop("conv_algorithm")
+    if old not in ("direct", "winograd"):  # the two values the key had
+        raise RecipeError(
+            f"train.conv_algorithm: {old!r} is not an option; it is now [train.backend] type = \"auto\", "
+            "\"direct\" or a plugin's backend"
+        )
     train.setdefault("backend", {"type": "direct" if old == "direct" else "auto"})
     return {**data, "train": train}
 

@@ -17,6 +17,14 @@ from tests.conftest import RECIPES, ROOT, TINY_RUN, run_cli
 TINY = [*TINY_RUN, "model.generator.n_blocks=1", "model.generator.ngf=4"]
 
 
+class OnlyEpochs:  # a callback need not subclass Callback, nor define all four methods
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self, trainer, losses) -> None:
+        self.epochs.append(trainer.epoch)
+
+
 class Counting(Callback):
     def __init__(self) -> None:
         self.steps = 0
@@ -32,10 +40,11 @@ class Counting(Callback):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("api")
-    counting = Counting()
+    counting, only = Counting(), OnlyEpochs()
     run = ganforge.train(
-        RECIPES / "quickstart.toml", overrides=TINY, run_dir=folder / "run", callbacks=[counting]
+        RECIPES / "quickstart.toml", overrides=TINY, run_dir=folder / "run", callbacks=[counting, only]
     )
+    assert only.epochs == [1]
     return folder, run, counting
 
 
@@ -60,6 +69,8 @@ def test_load_translate_evaluate_export(trained):
     scores = ganforge.evaluate(run.path, metrics=["l1"], device="cpu")
     assert set(scores.scores) == {"A2B", "B2A"}
     (exported,) = ganforge.export(generator, folder / "exported", to=["safetensors"], name="g")
+    (named,) = ganforge.export(generator, folder / "exported", to=["torchscript"])
+    assert named.path.name == "run_G_B.torchscript.pt"  # the run directory's name and the net, as the CLI
     assert exported.path.name == "g.safetensors" and exported.max_abs_diff < 1e-5  # auto backend: fp32 rounding
 
 

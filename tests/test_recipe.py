@@ -267,3 +267,19 @@ def test_older_recipes_with_conv_algorithm_still_validate(tmp_path, old, backend
     assert both.train.backend.type == "direct"
     result = run_cli("validate", str(tmp_path / "recipe.toml"))
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_an_old_conv_algorithm_value_that_never_existed_is_an_error(tmp_path):
+    text = QUICKSTART.read_text().replace("[train]\n", '[train]\nconv_algorithm = "fast"\n')
+    (line,) = errors_of(write_recipe(tmp_path, text))
+    assert line.endswith("train.conv_algorithm: 'fast' is not an option; it is now [train.backend] type = "
+                         '"auto", "direct" or a plugin\'s backend')
+
+
+@pytest.mark.parametrize(("old", "half"), [("AtoB", "left"), ("BtoA", "right")])
+def test_paired_folder_direction_of_older_recipes_becomes_a_half(tmp_path, old, half):
+    """Runs saved before ``a_half`` hold ``data.direction`` (every default is written out), and resume."""
+    text = QUICKSTART.read_text().split("[model]")[1]
+    recipe = f'name = "p"\n[data]\ntype = "paired_folder"\nroot = "x"\ndirection = "{old}"\n[model]{text}'
+    loaded = load_recipe(write_recipe(tmp_path, recipe))
+    assert loaded.recipe.data.params.a_half == half

@@ -68,6 +68,8 @@ def export(
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
         raise GanforgeError(f"--to {unknown[0]}: use {', '.join(EXPORT_FORMATS)}")
+    if onnx_exporter not in ("dynamo", "torchscript"):
+        raise GanforgeError(f"--onnx-exporter '{onnx_exporter}': use dynamo or torchscript")
     generator = load_generator(
         source,
         direction=direction,
@@ -83,7 +85,7 @@ def export(
     existing = [path for path in existing if path.exists()]
     if existing and not overwrite:  # before any note, so a mistake stays one line
         raise GanforgeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name")
-    apply_backend(backend, generator, plugins=plugin or [])  # for the checks; the files hold torch's ops
+    apply_backend(backend, generator, plugins=[*generator.plugins, *(plugin or [])])  # for the checks; the files hold torch's ops
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
     console = Console(highlight=False, soft_wrap=True)

@@ -53,7 +53,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Format of SOURCE: auto, checkpoint, safetensors, torchscript, onnx, or a plugin's (reference).",
+        help="Format of SOURCE: auto, checkpoint, safetensors, torchscript, onnx, or a plugin's format.",
     ),
 ]
 BackendOption = Annotated[
@@ -126,15 +126,8 @@ def translate(
     plugin: PluginOption = None,
 ) -> None:
     """Translate an image or a folder of images with a trained generator, keeping file names and folders."""
-    if image_format not in ("auto", "png", "jpeg", "jpg"):
-        raise GanforgeError(f"--image-format '{image_format}': use auto, png or jpeg")
-    image_format = "jpeg" if image_format == "jpg" else image_format
-    if tile_norm not in ("global", "tile"):
-        raise GanforgeError(f"--tile-norm '{tile_norm}': use global or tile")
-    if tile and (tile % 4 or tile < 16):
-        raise GanforgeError(f"--tile {tile}: use a multiple of 4, at least 16 (or 0 to never tile)")
-    if tile and tile_overlap * 2 > tile:
-        raise GanforgeError(f"--tile-overlap {tile_overlap}: at most half of --tile ({tile})")
+    tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)
+    image_format = api.check_translation_options(image_format, tiling)  # before anything is loaded
     wanted = parse_size(size)
     jobs = api.plan_translation(inputs, out, image_format, overwrite)
 
@@ -146,10 +139,9 @@ def translate(
         device=pick_device(device),
         plugins=plugin or [],
     )
-    apply_backend(backend, generator, plugins=plugin or [])
+    apply_backend(backend, generator, plugins=[*generator.plugins, *(plugin or [])])
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
-    tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)
     console = Console(stderr=True, highlight=False)
     out_console = Console(highlight=False, soft_wrap=True)
     out_console.print(f"generator: {generator.label} on {generator.device}; {len(jobs)} image(s) -> {out}")

@@ -33,6 +33,7 @@ MAY_CHANGE_ON_RESUME = (
     "data.on_corrupt",
     "eval.",
     "output.",
+    "callbacks",  # loggers and trackers watch a run; they do not change it
 )
 
 REQUIRED_KEYS = ("recipe", "epoch", "step", "steps_per_epoch", "model", "optimizers", "schedulers", "rng")

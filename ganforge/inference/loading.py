@@ -121,7 +121,7 @@ def load_generator(
         elif weights_format == "safetensors":
             raise CheckpointError(
                 f"{path}: a safetensors file without ganforge metadata; name its format with --format "
-                "(a plugin's, e.g. reference)"
+                "(a plugin's: see ganforge plugins)"
             )
         else:
             generator = _from_plugins(path, tensors, weights_format, device, plugins)
@@ -205,11 +205,25 @@ def _from_checkpoint(
     load_strict(module, state, generator_spec or {"type": chosen}, f"{path} ({chosen})")
     epoch = data.get("epoch")
     label = f"{chosen} of {path.name}" + (f" (epoch {epoch})" if isinstance(epoch, int) else "")
-    plugin = declared.generator.resolved.component.plugin if generator_spec is not None else None
+    spec_object = declared.generator if declared is not None else None
+    plugin = spec_object.resolved.component.plugin if hasattr(spec_object, "resolved") else None
     generator = _module_generator(module, "checkpoint", path, device, generator_spec, plugin, label)
     generator.net = chosen
-    generator.plugins = list(dict.fromkeys([*recipe.get("plugins", []), *plugins]))
+    # as found from the run directory, so whoever loads them again (a backend, an export's check) finds them
+    refs = [*recipe.get("plugins", []), *plugins]
+    generator.plugins = list(dict.fromkeys(_found_from(ref, run_dir) for ref in refs))
     return generator
+
+
+def _found_from(ref: str, base: Path) -> str:
+    """A plugin file named relative to ``base`` (else the working directory) as an absolute path;
+    module names as they are."""
+    if not (ref.endswith(".py") or "/" in ref):
+        return ref
+    for candidate in (base / ref, Path.cwd() / ref):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    return ref
 
 
 def choose_net(model: Any, direction: str | None, net: str | None, source: str) -> tuple[str, Direction | None]:
@@ -371,9 +385,7 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], spec: Mapp
 
 
 def describe_spec(spec: Mapping[str, Any]) -> str:
-    shown = [
-        f"{k} {v}" for k, v in spec.items() if k in ("ngf", "n_blocks", "norm_affine", "upsample", "width")
-    ]
+    shown = [f"{k} {v}" for k, v in spec.items() if k != "type" and isinstance(v, (int, float, str, bool))][:5]
     return f"{spec.get('type')}" + (f", {', '.join(shown)}" if shown else "")
 
 
