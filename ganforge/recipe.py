@@ -283,20 +283,20 @@ def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
     A recipe that has both keeps its ``train.backend``. ``data`` itself is left as it was."""
     section = data.get("data")
     if isinstance(section, dict) and section.get("type") == "paired_folder" and "direction" in section:
-        # paired_folder's direction = "AtoB" / "BtoA" became a_half = "left" / "right"
+        # paired_folder's direction = "<A or B>to<the other>" became a_half: which half is domain A
         section = dict(section)
         old = section.pop("direction")
-        halves = {"AtoB": "left", "BtoA": "right"}
-        if old not in halves:
+        match = re.fullmatch(r"([AB])to([AB])", old) if isinstance(old, str) else None
+        if match is None or match.group(1) == match.group(2):
             raise RecipeError(f"data.direction: {old!r} is not an option; it is now a_half = \"left\" or \"right\"")
-        section.setdefault("a_half", halves[old])
+        section.setdefault("a_half", "left" if match.group(1) == "A" else "right")
         data = {**data, "data": section}
     train = data.get("train")
     if not (isinstance(train, dict) and "conv_algorithm" in train):
         return data
     train = dict(train)
     old = train.pop("conv_algorithm")
-    if old not in ("direct", "winograd"):  # the two values the key had
+    if not isinstance(old, str):  # it held "direct" or the name of the faster CPU layers
         raise RecipeError(
             f"train.conv_algorithm: {old!r} is not an option; it is now [train.backend] type = \"auto\", "
             "\"direct\" or a plugin's backend"

@@ -270,9 +270,9 @@ def test_older_recipes_with_conv_algorithm_still_validate(tmp_path, old, backend
 
 
 def test_an_old_conv_algorithm_value_that_never_existed_is_an_error(tmp_path):
-    text = QUICKSTART.read_text().replace("[train]\n", '[train]\nconv_algorithm = "fast"\n')
+    text = QUICKSTART.read_text().replace("[train]\n", "[train]\nconv_algorithm = true\n")
     (line,) = errors_of(write_recipe(tmp_path, text))
-    assert line.endswith("train.conv_algorithm: 'fast' is not an option; it is now [train.backend] type = "
+    assert line.endswith("train.conv_algorithm: True is not an option; it is now [train.backend] type = "
                          '"auto", "direct" or a plugin\'s backend')
 
 
