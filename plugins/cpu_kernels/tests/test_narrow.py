@@ -11,22 +11,10 @@ import torch.nn.functional as F
 from ganforge_cpu_kernels.narrow import NarrowConv2d, eligible, use_narrow_kernels
 from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
 from ganforge_cyclegan.networks import ResnetParams, build_resnet
+from kernel_checks import relative_error, swapped
 from torch import nn
 
 from ganforge.engine.runtime import Runtime
-
-
-def swapped(use, layer: nn.Module) -> nn.Module:
-    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
-    by a layer of the kernels with the same parameters."""
-    holder = nn.Sequential(layer)
-    assert use(holder) == ["0"]
-    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
-    return holder[0]
-
-
-def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    return ((value.double() - reference).abs().max() / reference.abs().max()).item()
 
 
 def compiled_kernels_or_skip() -> None:

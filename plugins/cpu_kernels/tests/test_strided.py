@@ -12,16 +12,8 @@ import torch.nn.functional as F
 from ganforge_cpu_kernels import use_cpu_algorithms
 from ganforge_cpu_kernels.strided import StridedConv2d, eligible, phase_filter_gradient, use_phase_gradients
 from ganforge_cpu_kernels.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
+from kernel_checks import relative_error, swapped
 from torch import nn
-
-
-def swapped(use, layer: nn.Module) -> nn.Module:
-    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
-    by a layer of the kernels with the same parameters."""
-    holder = nn.Sequential(layer)
-    assert use(holder) == ["0"]
-    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
-    return holder[0]
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +24,6 @@ def compiled():
 
     if compiled_kernels() is None:
         pytest.skip("the compiled CPU kernels could not be built here")
-
-
-def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    return ((value.double() - reference).abs().max() / reference.abs().max()).item()
 
 
 def test_the_phases_and_the_widened_gradient_hold_the_padded_image_and_zeros():

@@ -7,16 +7,8 @@ import torch
 import torch.nn.functional as F
 from ganforge_cpu_kernels import use_cpu_algorithms
 from ganforge_cpu_kernels.upsampling import UpsamplingConvTranspose2d, use_channels_last_input
+from kernel_checks import swapped
 from torch import nn
-
-
-def swapped(use, layer: nn.Module) -> nn.Module:
-    """``layer`` as ``use`` leaves it inside a model: replaced in its parent (here a one-layer Sequential)
-    by a layer of the kernels with the same parameters."""
-    holder = nn.Sequential(layer)
-    assert use(holder) == ["0"]
-    assert all(a is b for a, b in zip(holder[0].parameters(), layer.parameters(), strict=True))
-    return holder[0]
 
 
 def layer_and_copy(**kwargs) -> tuple[nn.ConvTranspose2d, nn.ConvTranspose2d]:
