@@ -36,7 +36,7 @@ from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import apply_backend, make_runtime, select_device
 from ganforge.engine.trainer import Trainer, describe_run
 from ganforge.errors import GanforgeError
-from ganforge.evaluation import EvalResult, translators_of
+from ganforge.evaluation import EvalResult, translators_of, weights_info
 from ganforge.evaluation import evaluate as evaluate_translators
 from ganforge.inference import (
     Generator,
@@ -314,8 +314,15 @@ def evaluate(
     device: str = "auto",
     inception_weights: str | Path | None = None,
     overrides: Sequence[str] = (),
+    announce: Callable[[str], None] | None = None,
 ) -> EvalResult:
-    """Score a run's declared directions on its dataset's ``split`` (default metrics: the recipe's)."""
+    """Score a run's declared directions on its dataset's ``split`` (default metrics: the recipe's).
+
+    The result's ``info`` says what was scored (checkpoint, epoch, step, recipe, dataset, device and the
+    Inception weights used); ``announce`` gets one line before the scoring starts.
+    """
+    if inception_weights is not None and not Path(inception_weights).is_file():
+        raise GanforgeError(f"--inception-weights: {inception_weights} not found")
     loaded = load_run(Path(run), overrides)
     recipe = loaded.recipe
     weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
@@ -324,7 +331,12 @@ def evaluate(
     torch_device = select_device(device)
     dataset = recipe.data.build(split)
     loaded.model.to(torch_device)
-    return evaluate_translators(
+    if announce is not None:
+        announce(
+            f"evaluating {loaded.checkpoint} (epoch {loaded.epoch}, step {loaded.step}) on {recipe.data.type} "
+            f"{split} split ({len(dataset)} items) on {torch_device}"
+        )
+    result = evaluate_translators(
         translators_of(loaded.model),
         dataset,
         resolved,
@@ -332,6 +344,19 @@ def evaluate(
         batch_size=batch_size or recipe.eval.batch_size,
         max_images=max_images,
     )
+    result.info = {
+        "checkpoint": str(loaded.checkpoint),
+        "epoch": loaded.epoch,
+        "step": loaded.step,
+        "recipe": recipe.name,
+        "dataset": {"type": recipe.data.type, "split": split},
+        "device": str(torch_device),
+        **weights_info(resolved),
+    }
+    result.higher_is_better = {
+        name: bool(getattr(spec.build(), "higher_is_better", False)) for name, spec in resolved.items()
+    }
+    return result
 
 
 @dataclass

@@ -88,7 +88,8 @@ class EvalResult:
     paired: bool
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # what was scored, where (written with the scores)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)  # by metric (for tables, not the JSON)
 
     def flat(self) -> dict[str, float]:
         """``{"A2B.fid": ..., "B2A.psnr": ...}`` plus the mean over directions (``"fid"``, ...)."""

@@ -12,12 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ganforge import api
 from ganforge.engine.resume import run_dir_of
-from ganforge.engine.runtime import select_device
 from ganforge.errors import GanforgeError
-from ganforge.evaluation import evaluate, translators_of, weights_info
-from ganforge.inference import load_run
-from ganforge.metrics import resolve_metrics
 
 # typer reads these annotations at run time and needs Optional, not "X | None"
 OptionalStrings = Optional[list[str]]  # noqa: UP045
@@ -105,46 +102,27 @@ def eval_command(
 ) -> None:
     """Score a run on its dataset's test split: FID and KID both ways, PSNR/SSIM/L1 where pairs exist."""
     console = Console(highlight=False, soft_wrap=True)
-    run = load_run(target, set_ or [])
-    recipe = run.recipe
-    weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
-    if inception_weights is not None and not inception_weights.is_file():
-        raise GanforgeError(f"--inception-weights: {inception_weights} not found")
-    specs = list(metric) if metric else recipe.eval.metrics
-    metrics = resolve_metrics(run.registries, specs, "--metric" if metric else "eval.metrics", weights)
-    torch_device = select_device(device)
-    dataset = recipe.data.build(split)
-    run.model.to(torch_device)
-    console.print(
-        f"evaluating {run.checkpoint} (epoch {run.epoch}, step {run.step}) on {recipe.data.type} "
-        f"{split} split ({len(dataset)} items) on {torch_device}"
-    )
-    result = evaluate(
-        translators_of(run.model),
-        dataset,
-        metrics,
-        device=torch_device,
-        batch_size=batch_size or recipe.eval.batch_size,
+    result = api.evaluate(
+        target,
+        metrics=metric,
+        split=split,
+        batch_size=batch_size,
         max_images=max_images,
+        device=device,
+        inception_weights=inception_weights,
+        overrides=set_ or [],
+        announce=console.print,
     )
-    higher = {name: bool(getattr(spec.build(), "higher_is_better", False)) for name, spec in metrics.items()}
-    title = f"{recipe.name}, epoch {run.epoch}: {split} split, images per domain " + ", ".join(
+    info = result.info
+    title = f"{info['recipe']}, epoch {info['epoch']}: {split} split, images per domain " + ", ".join(
         f"{k} {v}" for k, v in result.n_images.items()
     )
-    console.print(results_table(title, result.scores, higher))
+    console.print(results_table(title, result.scores, result.higher_is_better))
     if result.skipped:
         console.print(f"skipped (need true pairs, which this split has not): {', '.join(result.skipped)}")
-    path = output or run_dir_of(run.checkpoint) / "eval" / f"{run.checkpoint.stem}.json"
-    record = {
-        "checkpoint": str(run.checkpoint),
-        "epoch": run.epoch,
-        "step": run.step,
-        "recipe": recipe.name,
-        "dataset": {"type": recipe.data.type, "split": split},
-        "device": str(torch_device),
-        **result.to_dict(),
-        **weights_info(metrics),
-    }
+    checkpoint = Path(info["checkpoint"])
+    path = output or run_dir_of(checkpoint) / "eval" / f"{checkpoint.stem}.json"
+    record = result.to_dict()
     _write_json(path, record)
     if "inception_weights" in record:
         used = record["inception_weights"]
