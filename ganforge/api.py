@@ -249,8 +249,10 @@ def translate(
     overwrite: bool = False,
     on_image: Callable[[Job], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    jobs: Sequence[Job] | None = None,
 ) -> TranslateReport:
-    """Translate an image or a folder (recursively) into ``out``, keeping names and sub-folders."""
+    """Translate an image or a folder (recursively) into ``out``, keeping names and sub-folders
+    (``jobs``: the plan :func:`plan_translation` already made for them, so the folder is walked once)."""
     tiling = tiling or Tiling()
     image_format = check_translation_options(image_format, tiling)
     if not isinstance(generator, Generator):
@@ -258,10 +260,11 @@ def translate(
     elif direction is not None:
         raise GanforgeError("direction: pass it to ganforge.load(); a loaded generator has its direction")
     inputs, out = Path(inputs), Path(out)
-    jobs = plan_translation(inputs, out, image_format, overwrite)
+    if jobs is None:
+        jobs = plan_translation(inputs, out, image_format, overwrite)
     return translate_files(
         generator,
-        jobs,
+        list(jobs),
         size=size,
         batch_size=batch_size,
         tiling=tiling,

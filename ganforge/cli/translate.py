@@ -182,6 +182,7 @@ def translate(
             quality=quality,
             on_image=on_image,
             on_tile=on_tile,
+            jobs=jobs,
         )
     for line in report.failed:
         sys.stderr.write(f"warning: {line}\n")
