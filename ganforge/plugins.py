@@ -35,7 +35,10 @@ ENTRY_POINT_GROUP = "ganforge"
 
 #: Core plugins by name, registered exactly as an external plugin is.
 DEFAULT_PLUGINS: dict[str, str] = {
+    "builtin.networks": "ganforge.builtins.networks",
+    "builtin.losses": "ganforge.builtins.losses",
     "builtin.optim": "ganforge.builtins.optim",
+    "builtin.schedules": "ganforge.builtins.schedules",
     "builtin.data": "ganforge.builtins.data",
     "builtin.metrics": "ganforge.builtins.metrics",
     "builtin.callbacks": "ganforge.builtins.callbacks",

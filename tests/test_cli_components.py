@@ -13,16 +13,16 @@ def test_list_all_components_as_json():
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
     by_name = {(e["kind"], e["name"]): e for e in entries}
-    for kind, name in [
-        ("generator", "resnet"),
-        ("discriminator", "patchgan"),
-        ("loss", "lsgan"),
-        ("loss", "l1"),
-        ("buffer", "history"),
-        ("scheduler", "linear_decay"),
-        ("model", "cyclegan"),
+    for kind, name, plugin in [
+        ("generator", "resnet", "builtin.networks"),
+        ("discriminator", "patchgan", "builtin.networks"),
+        ("loss", "lsgan", "builtin.losses"),
+        ("loss", "l1", "builtin.losses"),
+        ("buffer", "history", "cyclegan"),
+        ("scheduler", "linear_decay", "builtin.schedules"),
+        ("model", "cyclegan", "cyclegan"),
     ]:
-        assert by_name[(kind, name)]["plugin"] == "cyclegan"
+        assert by_name[(kind, name)]["plugin"] == plugin
         assert by_name[(kind, name)]["summary"]
     assert by_name[("optimizer", "adam")]["plugin"] == "builtin.optim"
     assert by_name[("dataset", "synthetic_scenes")]["plugin"] == "builtin.data"
@@ -79,6 +79,6 @@ def test_plugins_lists_sources():
 def test_autoload_can_be_disabled():
     result = run_cli("list-components", "--json", env={"GANFORGE_DISABLE_PLUGIN_AUTOLOAD": "1"})
     names = {e["name"] for e in json.loads(result.stdout)}
-    assert "adam" in names and "resnet" not in names
+    assert "adam" in names and "resnet" in names and "cyclegan" not in names
     result = run_cli("list-components", "--json", env={"GANFORGE_PLUGINS": "cyclegan"})
-    assert "resnet" in {e["name"] for e in json.loads(result.stdout)}
+    assert "cyclegan" in {e["name"] for e in json.loads(result.stdout)}

@@ -73,7 +73,7 @@ def test_safetensors_carries_the_spec_and_needs_no_recipe(exported, tmp_path) ->
     shutil.copy(out / "run_G_B.safetensors", copy)  # far from the run and its recipe
     with safe_open(str(copy), framework="pt") as f:
         metadata = f.metadata()
-    assert metadata["format"] == "ganforge.generator" and metadata["plugin"] == "cyclegan"
+    assert metadata["format"] == "ganforge.generator" and metadata["plugin"] == "builtin.networks"
     assert json.loads(metadata["generator"]) == {
         "type": "resnet",
         "in_channels": 3,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from ganforge.builtins.losses import build_l1, build_lsgan, build_vanilla
 from ganforge.registry import NoParams
-from ganforge_cyclegan.objectives import build_l1, build_lsgan, build_vanilla
 
 
 def mean(values: list[float]) -> float:

@@ -7,7 +7,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from ganforge_cyclegan.networks import (
+from ganforge.builtins.networks import (
     NLayerDiscriminator,
     PatchGANParams,
     ResnetBlock,

@@ -91,7 +91,7 @@ def test_list_components_with_plugin_option(tmp_path: Path) -> None:
     assert entries["tiny_conv"]["kind"] == "generator"
     assert "my_gan_plugin" in entries["tiny_conv"]["plugin"]
     assert entries["tiny_conv"]["summary"].startswith("Two 3x3 convolutions")
-    assert entries["resnet"]["plugin"] == "cyclegan"
+    assert entries["resnet"]["plugin"] == "builtin.networks"
 
 
 def test_component_params_from_plugin(tmp_path: Path) -> None:
@@ -145,8 +145,9 @@ def test_broken_entry_point_is_reported_and_the_rest_work(
 ) -> None:
     assert installed_listing.returncode == 0, installed_listing.stderr
     names = {(e["kind"], e["name"]): e["plugin"] for e in json.loads(installed_listing.stdout)}
-    for component in [("generator", "resnet"), ("discriminator", "patchgan"), ("model", "cyclegan")]:
+    for component in [("buffer", "history"), ("model", "cyclegan")]:
         assert names[component] == "cyclegan"
+    assert names[("generator", "resnet")] == "builtin.networks"
     problems = [line for line in installed_listing.stderr.splitlines() if "broken_gan" in line]
     assert len(problems) == 1, installed_listing.stderr
     assert "ImportError" in problems[0]
@@ -203,7 +204,7 @@ def test_duplicate_component_names_both_plugins(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "'resnet'" in lines[0] and "'cyclegan'" in lines[0] and "dup" in lines[0]
+    assert "'resnet'" in lines[0] and "'builtin.networks'" in lines[0] and "dup" in lines[0]
 
 
 # ------------------------------------------------------------------------------------------ backends

@@ -6,8 +6,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from ganforge.builtins.schedules import LinearDecayParams, build_linear_decay
 from ganforge.errors import RecipeError
-from ganforge_cyclegan.schedule import LinearDecayParams, build_linear_decay
 
 
 def make(epochs: int = 200, **params: int) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:

@@ -35,7 +35,6 @@ from ganforge.inference import (
 )
 from tests.conftest import RECIPES, run_cli
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -266,7 +265,7 @@ def test_mistakes_get_one_line(run_dir, tmp_path, capsys, args, message) -> None
 
 
 def tiny_generator(seed: int = 0) -> Generator:
-    from ganforge_cyclegan.networks import ResnetParams, build_resnet
+    from ganforge.builtins.networks import ResnetParams, build_resnet
 
     torch.manual_seed(seed)
     module = build_resnet(ResnetParams(ngf=4, n_blocks=1, init_std=0.3)).eval()

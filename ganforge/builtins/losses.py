@@ -1,4 +1,4 @@
-"""CycleGAN losses: least-squares and vanilla adversarial losses, and L1 for cycle/identity terms.
+"""Losses: least-squares and vanilla adversarial losses, and L1 for reconstruction terms.
 
 Each loss is called as ``loss(prediction, target)`` where ``target`` is a tensor of the prediction's
 shape or a float label broadcast to it (1.0 real, 0.0 fake). None takes parameters, so each factory
@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import NoParams
 
 
@@ -42,7 +43,7 @@ class L1Loss(nn.Module):
 
 
 def build_lsgan(params: NoParams) -> LSGANLoss:
-    """Least-squares GAN loss (Mao et al. 2017), the adversarial loss of CycleGAN."""
+    """Least-squares GAN loss (Mao et al. 2017)."""
     return LSGANLoss()
 
 
@@ -52,5 +53,12 @@ def build_vanilla(params: NoParams) -> VanillaGANLoss:
 
 
 def build_l1(params: NoParams) -> L1Loss:
-    """L1 loss: mean absolute error, for CycleGAN's cycle-consistency and identity terms."""
+    """L1 loss: mean absolute error (cycle-consistency, identity and reconstruction terms)."""
     return L1Loss()
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    register("lsgan", build_lsgan)
+    register("vanilla", build_vanilla)
+    register("l1", build_l1)

@@ -1,7 +1,7 @@
-"""CycleGAN networks: the ResNet generator and the PatchGAN discriminator.
+"""Image-to-image networks: the ResNet generator and the PatchGAN discriminator.
 
-Layer order and attribute names follow the authors' PyTorch implementation (pytorch-CycleGAN-and-pix2pix,
-instance norm, no dropout), so state dicts of its checkpoints load unchanged.
+Layer order and attribute names follow the authors' PyTorch implementation of Zhu et al. 2017 and
+Isola et al. 2017 (instance norm, no dropout), so state dicts of its checkpoints load unchanged.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import Params
 
 _AFFINE_NORMS = (
@@ -68,7 +69,7 @@ class ResnetParams(Params):
         False,
         description=(
             "Instance norm with a learned scale and shift (the paper's network has none; some published "
-            "CycleGAN weights do)."
+            "weights do)."
         ),
     )
     init_std: float = Field(0.02, ge=0, description="Standard deviation of the normal weight initialisation.")
@@ -107,7 +108,7 @@ def _up_layer(channels: int, upsample: str) -> nn.Module:
 
 
 class ResnetGenerator(nn.Module):
-    """Image-to-image ResNet generator (Johnson et al. 2016 layout, as used by CycleGAN)."""
+    """Image-to-image ResNet generator (Johnson et al. 2016 layout, as in Zhu et al. 2017)."""
 
     def __init__(
         self,
@@ -153,7 +154,7 @@ class ResnetGenerator(nn.Module):
 
 
 def build_resnet(params: ResnetParams) -> ResnetGenerator:
-    """ResNet generator of CycleGAN: c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3, tanh.
+    """ResNet generator (Zhu et al. 2017): c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3, tanh.
 
     Input height and width must be multiples of 4; the output has the input's size, in [-1, 1].
     """
@@ -219,7 +220,7 @@ class NLayerDiscriminator(nn.Module):
 
 
 def build_patchgan(params: PatchGANParams) -> NLayerDiscriminator:
-    """PatchGAN discriminator of CycleGAN: C64, C128, C256, C512, then a 1-channel logit map (70x70 patches).
+    """PatchGAN discriminator (Isola et al. 2017): C64, C128, C256, C512, then a 1-channel logit map.
 
     With the defaults a 256x256 image gives a 30x30 map of logits.
     """
@@ -235,3 +236,13 @@ def receptive_field(module: nn.Module) -> int:
         kernel, stride = conv.kernel_size[0], conv.stride[0]
         field = (field - 1) * stride + kernel
     return field
+
+
+@hookimpl
+def register_generators(register: Register) -> None:
+    register("resnet", build_resnet, params=ResnetParams)
+
+
+@hookimpl
+def register_discriminators(register: Register) -> None:
+    register("patchgan", build_patchgan, params=PatchGANParams)

@@ -1,4 +1,4 @@
-"""Built-in optimizers and learning-rate schedules."""
+"""Built-in optimizers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from ganforge.hookspecs import Register, hookimpl
-from ganforge.registry import NoParams, Params
+from ganforge.registry import Params
 
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -38,22 +38,6 @@ def build_adam(params: AdamParams, parameters: list[torch.nn.Parameter]) -> torc
     )
 
 
-def build_constant(
-    params: NoParams, optimizer: torch.optim.Optimizer, epochs: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Keep the optimizer's learning rate for the whole run."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _one)
-
-
-def _one(epoch: int) -> float:
-    return 1.0
-
-
 @hookimpl
 def register_optimizers(register: Register) -> None:
     register("adam", build_adam, params=AdamParams)
-
-
-@hookimpl
-def register_schedulers(register: Register) -> None:
-    register("constant", build_constant)

@@ -1,13 +1,14 @@
-"""CycleGAN's learning-rate schedule: constant, then linear decay to zero."""
+"""Learning-rate schedules: constant, then linear decay to zero."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ganforge.errors import RecipeError
-from ganforge.registry import Params
+from ganforge.hookspecs import Register, hookimpl
+from ganforge.registry import NoParams, Params
 
 
 class LinearDecayParams(Params):
@@ -35,7 +36,7 @@ class LinearDecay:
 
 
 def build_linear_decay(params: LinearDecayParams, optimizer: Optimizer, epochs: int) -> LambdaLR:
-    """Constant learning rate, then linear decay to zero (CycleGAN: 100 + 100 epochs).
+    """Constant learning rate, then linear decay to zero (Zhu et al. 2017: 100 + 100 epochs).
 
     Raises :class:`RecipeError` when the run has more epochs than the schedule, since the extra
     ones would train at a learning rate of zero.
@@ -47,3 +48,20 @@ def build_linear_decay(params: LinearDecayParams, optimizer: Optimizer, epochs: 
             f"the last {epochs - length} would train at a learning rate of 0"
         )
     return LambdaLR(optimizer, LinearDecay(params.constant_epochs, params.decay_epochs))
+
+
+def build_constant(
+    params: NoParams, optimizer: Optimizer, epochs: int
+) -> LRScheduler:
+    """Keep the optimizer's learning rate for the whole run."""
+    return LambdaLR(optimizer, _one)
+
+
+def _one(epoch: int) -> float:
+    return 1.0
+
+
+@hookimpl
+def register_schedulers(register: Register) -> None:
+    register("constant", build_constant)
+    register("linear_decay", build_linear_decay, params=LinearDecayParams)

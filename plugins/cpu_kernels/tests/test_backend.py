@@ -146,7 +146,7 @@ def test_named_outright_it_must_run_here(installed, cli, tmp_path):
 
 
 def test_translate_with_the_kernels_gives_the_same_pixels(installed, cli, tmp_path):
-    from ganforge_cyclegan.networks import ResnetParams, build_resnet
+    from ganforge.builtins.networks import ResnetParams, build_resnet
 
     torch.manual_seed(0)
     net = build_resnet(ResnetParams(ngf=32, n_blocks=1))  # residual blocks at 128 channels: eligible
@@ -173,7 +173,7 @@ def test_export_with_the_kernels_writes_torchs_operators(installed, cli, tmp_pat
     """The backend runs the PyTorch side of export's checks; the files are those of torch's layers."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from ganforge_cyclegan.networks import ResnetParams, build_resnet
+    from ganforge.builtins.networks import ResnetParams, build_resnet
 
     torch.manual_seed(0)
     torch.save(build_resnet(ResnetParams(ngf=32, n_blocks=1)).state_dict(), tmp_path / "latest_net_G_A.pth")

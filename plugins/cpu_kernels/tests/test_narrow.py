@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from ganforge_cpu_kernels.narrow import NarrowConv2d, eligible, use_narrow_kernels
 from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
-from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from kernel_checks import relative_error, swapped
 from torch import nn
 
+from ganforge.builtins.networks import ResnetParams, build_resnet
 from ganforge.engine.runtime import Runtime
 
 

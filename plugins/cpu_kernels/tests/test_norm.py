@@ -144,7 +144,7 @@ def test_only_an_activation_used_once_right_after_a_norm_used_once_is_folded(com
 
 
 def test_a_generators_and_a_patchgans_activations_fold_into_their_norms(compiled):
-    from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
+    from ganforge.builtins.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
 
     torch.manual_seed(0)
     generator = build_resnet(ResnetParams(ngf=8, n_blocks=2))

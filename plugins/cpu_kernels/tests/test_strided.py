@@ -125,7 +125,7 @@ def test_other_calls_take_torchs_own_convolution():
 
 
 def test_a_generators_and_a_patchgans_strided_layers_switch_and_train_like_torchs():
-    from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
+    from ganforge.builtins.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
 
     torch.manual_seed(0)
     for net, x, strided, transposed in (

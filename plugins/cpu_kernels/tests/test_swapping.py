@@ -9,8 +9,9 @@ import onnx
 import pytest
 import torch
 from ganforge_cpu_kernels import KernelLayer, use_cpu_algorithms
-from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
 from torch import nn
+
+from ganforge.builtins.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
 
 
 def nets() -> dict[str, nn.Module]:

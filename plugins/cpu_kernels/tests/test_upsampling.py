@@ -45,7 +45,7 @@ def test_training_takes_the_plain_call_with_its_gradients():
 
 
 def test_use_cpu_algorithms_switches_a_generators_upsampling_layers():
-    from ganforge_cyclegan.networks import ResnetParams, build_resnet
+    from ganforge.builtins.networks import ResnetParams, build_resnet
 
     torch.manual_seed(0)
     net = build_resnet(ResnetParams(ngf=8, n_blocks=1)).eval()

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from ganforge_cpu_kernels import winograd
 from ganforge_cpu_kernels.plugin import CpuKernels, CpuKernelsParams
 from ganforge_cpu_kernels.winograd import FoldedReflectionPad2d, WinogradConv2d, use_winograd, winograd_conv
-from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from kernel_checks import relative_error, swapped
 from torch import nn
 
+from ganforge.builtins.networks import ResnetParams, build_resnet
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import GanforgeWarning
 
@@ -243,7 +243,7 @@ def test_only_a_pad_used_once_before_a_winograd_layer_is_folded():
 
 
 def test_a_patchgans_wide_4x4_layer_switches_and_small_calls_stay_direct():
-    from ganforge_cyclegan.networks import PatchGANParams, build_patchgan
+    from ganforge.builtins.networks import PatchGANParams, build_patchgan
 
     torch.manual_seed(0)
     net = build_patchgan(PatchGANParams(ndf=64))  # 3 -> 64 -> 128 -> 256 (stride 2) -> 512 -> 1 (stride 1)

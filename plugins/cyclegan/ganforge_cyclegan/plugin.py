@@ -8,40 +8,15 @@ from typing import Any
 from ganforge import hookimpl
 from ganforge.hookspecs import Register, SourceRegister
 from ganforge_cyclegan.model import CycleGANParams, build_cyclegan
-from ganforge_cyclegan.networks import PatchGANParams, ResnetParams, build_patchgan, build_resnet
-from ganforge_cyclegan.objectives import build_l1, build_lsgan, build_vanilla
 from ganforge_cyclegan.pool import HistoryPoolParams, build_history_pool
 from ganforge_cyclegan.reference import FORMAT as REFERENCE_FORMAT
 from ganforge_cyclegan.reference import load_reference_generator
-from ganforge_cyclegan.schedule import LinearDecayParams, build_linear_decay
 from ganforge_cyclegan.sources import register_sources
-
-
-@hookimpl
-def register_generators(register: Register) -> None:
-    register("resnet", build_resnet, params=ResnetParams)
-
-
-@hookimpl
-def register_discriminators(register: Register) -> None:
-    register("patchgan", build_patchgan, params=PatchGANParams)
-
-
-@hookimpl
-def register_losses(register: Register) -> None:
-    register("lsgan", build_lsgan)
-    register("vanilla", build_vanilla)
-    register("l1", build_l1)
 
 
 @hookimpl
 def register_buffers(register: Register) -> None:
     register("history", build_history_pool, params=HistoryPoolParams)
-
-
-@hookimpl
-def register_schedulers(register: Register) -> None:
-    register("linear_decay", build_linear_decay, params=LinearDecayParams)
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 That implementation saves each generator as a plain state dict of its ResNet generator: the
 ``latest_net_G_A.pth`` files of a run and the published pretrained ``<name>.pth`` files. Its layer
-list is the one :class:`~ganforge_cyclegan.networks.ResnetGenerator` builds, so the keys are the same
+list is the one :class:`~ganforge.builtins.networks.ResnetGenerator` builds, so the keys are the same
 (``model.1.weight``, ``model.10.conv_block.1.weight``, ``model.19.weight`` for the first transposed
 convolution of a 9-block net). What this module adds:
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
+from ganforge.builtins.networks import ResnetGenerator
 from ganforge.errors import CheckpointError
-from ganforge_cyclegan.networks import ResnetGenerator
 
 #: The name users give with ``--format``.
 FORMAT = "reference"

@@ -1,7 +1,7 @@
 """Generators saved by the CycleGAN authors' PyTorch implementation load, and compute what theirs compute.
 
 The reference network below is written from the published architecture, independently of
-``ganforge_cyclegan.networks``: a ``model`` Sequential of ReflectionPad2d(3), Conv 7x7, IN, ReLU,
+``ganforge.builtins.networks``: a ``model`` Sequential of ReflectionPad2d(3), Conv 7x7, IN, ReLU,
 2 x [Conv 3x3 stride 2, IN, ReLU], n ResNet blocks (each a ``conv_block`` Sequential: ReflectionPad2d(1),
 Conv 3x3, IN, ReLU, [Dropout], ReflectionPad2d(1), Conv 3x3, IN; plus the input), 2 x [ConvTranspose2d
 k3 s2 p1 op1, IN, ReLU], ReflectionPad2d(3), Conv 7x7, Tanh. Its state dict is what the authors' code
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from ganforge_cyclegan.networks import ResnetParams, build_resnet
 from ganforge_cyclegan.reference import clean_state, infer_spec
 from torch import nn
 
+from ganforge.builtins.networks import ResnetParams, build_resnet
 from ganforge.cli import main
 from ganforge.errors import CheckpointError
 from ganforge.inference import load_generator
