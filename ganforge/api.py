@@ -36,7 +36,7 @@ from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import apply_backend, make_runtime, select_device
 from ganforge.engine.trainer import Trainer, describe_run
 from ganforge.errors import GanforgeError
-from ganforge.evaluation import EvalResult, translators_of, weights_info
+from ganforge.evaluation import EvalResult, identity_translators, translators_of, weights_info
 from ganforge.evaluation import evaluate as evaluate_translators
 from ganforge.inference import (
     Generator,
@@ -318,11 +318,14 @@ def evaluate(
     inception_weights: str | Path | None = None,
     overrides: Sequence[str] = (),
     announce: Callable[[str], None] | None = None,
+    baseline: bool = False,
 ) -> EvalResult:
     """Score a run's declared directions on its dataset's ``split`` (default metrics: the recipe's).
 
     The result's ``info`` says what was scored (checkpoint, epoch, step, recipe, dataset, device and the
-    Inception weights used); ``announce`` gets one line before the scoring starts.
+    Inception weights used); ``announce`` gets one line before the scoring starts. With ``baseline``,
+    the same metrics are also computed for "output = input" on the same images (``result.baseline``):
+    what a translation has to beat.
     """
     if inception_weights is not None and not Path(inception_weights).is_file():
         raise GanforgeError(f"--inception-weights: {inception_weights} not found")
@@ -339,14 +342,24 @@ def evaluate(
             f"evaluating {loaded.checkpoint} (epoch {loaded.epoch}, step {loaded.step}) on {recipe.data.type} "
             f"{split} split ({len(dataset)} items) on {torch_device}"
         )
+    translators = translators_of(loaded.model)
     result = evaluate_translators(
-        translators_of(loaded.model),
+        translators,
         dataset,
         resolved,
         device=torch_device,
         batch_size=batch_size or recipe.eval.batch_size,
         max_images=max_images,
     )
+    if baseline:
+        result.baseline = evaluate_translators(
+            identity_translators(translators),
+            dataset,
+            resolved,
+            device=torch_device,
+            batch_size=batch_size or recipe.eval.batch_size,
+            max_images=max_images,
+        ).scores
     result.info = {
         "checkpoint": str(loaded.checkpoint),
         "epoch": loaded.epoch,

@@ -90,6 +90,7 @@ class EvalResult:
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # what was scored, where (written with the scores)
     higher_is_better: dict[str, bool] = field(default_factory=dict)  # by metric (for tables, not the JSON)
+    baseline: dict[str, dict[str, float]] | None = None  # the identity baseline's scores, when asked for
 
     def flat(self) -> dict[str, float]:
         """``{"A2B.fid": ..., "B2A.psnr": ...}`` plus the mean over directions (``"fid"``, ...)."""
@@ -105,14 +106,19 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "scores": {d: {k: _json_number(v) for k, v in s.items()} for d, s in self.scores.items()},
+            "scores": _json_scores(self.scores),
             "mean": {k: _json_number(v) for k, v in self.flat().items() if "." not in k},
             "n_images": self.n_images,
             "paired": self.paired,
             "skipped": self.skipped,
             "seconds": round(self.seconds, 2),
+            **({"identity_baseline": _json_scores(self.baseline)} if self.baseline is not None else {}),
             **self.info,
         }
+
+
+def _json_scores(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {d: {k: _json_number(v) for k, v in s.items()} for d, s in scores.items()}
 
 
 def _json_number(value: float) -> float | None:

@@ -226,6 +226,22 @@ def test_ganforge_eval_prints_a_table_and_writes_json(tiny_run):
         assert report["scores"]["B2A"]["fid"] > 0
 
 
+def test_eval_baseline_scores_identity_beside_the_model(tiny_run, tmp_path):
+    out = tmp_path / "scores.json"
+    result = run_cli("eval", str(tiny_run), "-m", "psnr", "-m", "l1", "--baseline", "--json", str(out), cwd=tiny_run)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("identity") >= 2  # a column beside each direction
+    report = json.loads(out.read_text())
+    # identity's scores, computed here independently: the test pairs' A against B as they are
+    test_set = load_run(tiny_run).recipe.data.build("test")
+    a = torch.stack([test_set[i]["A"] for i in range(len(test_set))])
+    b = torch.stack([test_set[i]["B"] for i in range(len(test_set))])
+    l1 = ((a - b).abs().mean() / 2).item()  # images in [-1, 1], L1 reported on [0, 1]
+    for direction in ("A2B", "B2A"):
+        assert report["identity_baseline"][direction]["l1"] == pytest.approx(l1, rel=1e-4)
+        assert report["identity_baseline"][direction]["psnr"] != report["scores"][direction]["psnr"]
+
+
 def cli(*args: str) -> int:
     with pytest.raises(SystemExit) as info:
         cli_main(list(args))

@@ -43,18 +43,31 @@ def _write_json(path: Path, data: dict) -> None:
         raise GanforgeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def results_table(title: str, scores: dict[str, dict[str, float]], higher: dict[str, bool]) -> Table:
+def results_table(
+    title: str,
+    scores: dict[str, dict[str, float]],
+    higher: dict[str, bool],
+    baseline: dict[str, dict[str, float]] | None = None,
+) -> Table:
+    """One row per metric, a column per direction; with ``baseline``, an identity column beside each."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     directions = list(scores)
     for direction in directions:
         table.add_column(direction.replace("2", " -> "), justify="right")
+        if baseline is not None:
+            table.add_column("identity", justify="right", style="dim")
     names: list[str] = []
     for values in scores.values():
         names.extend(n for n in values if n not in names)
     for name in names:
         arrow = " (higher is better)" if higher.get(name) else " (lower is better)"
-        table.add_row(name + arrow, *[f"{scores[d].get(name, float('nan')):.4f}" for d in directions])
+        cells = []
+        for d in directions:
+            cells.append(f"{scores[d].get(name, float('nan')):.4f}")
+            if baseline is not None:
+                cells.append(f"{baseline.get(d, {}).get(name, float('nan')):.4f}")
+        table.add_row(name + arrow, *cells)
     return table
 
 
@@ -99,6 +112,14 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="Also score the identity baseline (output = input) on the same images, shown beside "
+            "each direction and written under identity_baseline.",
+        ),
+    ] = False,
 ) -> None:
     """Score a run on its dataset's test split: FID and KID both ways, PSNR/SSIM/L1 where pairs exist."""
     console = Console(highlight=False, soft_wrap=True)
@@ -112,12 +133,13 @@ def eval_command(
         inception_weights=inception_weights,
         overrides=set_ or [],
         announce=console.print,
+        baseline=baseline,
     )
     info = result.info
     title = f"{info['recipe']}, epoch {info['epoch']}: {split} split, images per domain " + ", ".join(
         f"{k} {v}" for k, v in result.n_images.items()
     )
-    console.print(results_table(title, result.scores, result.higher_is_better))
+    console.print(results_table(title, result.scores, result.higher_is_better, result.baseline))
     if result.skipped:
         console.print(f"skipped (need true pairs, which this split has not): {', '.join(result.skipped)}")
     checkpoint = Path(info["checkpoint"])
