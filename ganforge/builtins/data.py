@@ -104,7 +104,7 @@ def build_unpaired_folder(params: UnpairedFolderParams, split: str) -> UnpairedF
 
 
 def build_paired_folder(params: PairedFolderParams, split: str) -> PairedFolder:
-    """Aligned pairs, A|B side by side in one image (pix2pix layout: root/train/, root/test/)."""
+    """Aligned pairs, A|B side by side in one image (root/train/, root/test/; the layout of the common paired archives)."""
     folder = Path(params.root) / (params.test_folder if split == "test" else split)
     return PairedFolder(folder, _preprocess(params, split), params.a_half, params.on_corrupt)
 

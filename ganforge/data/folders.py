@@ -300,7 +300,7 @@ class UnpairedFolders(Dataset):
 
 
 class PairedFolder(Dataset):
-    """Aligned pairs stored side by side (A left, B right) in ``root/<split>/``, as pix2pix data comes.
+    """Aligned pairs stored side by side (A left, B right) in ``root/<split>/``, as paired translation datasets are usually shipped.
 
     Both halves get the same crop and flip. ``a_half="right"`` swaps them.
     """
