@@ -1,4 +1,4 @@
-"""CycleGAN networks: layer layout, parameter counts, shapes, receptive field and initialisation."""
+"""Built-in networks: layer layout, parameter counts, shapes, receptive fields, norms and initialisation."""
 
 import inspect
 
@@ -144,11 +144,23 @@ def test_resnet_params_validation() -> None:
         "ngf": 64,
         "n_blocks": 9,
         "upsample": "transpose",
-        "norm_affine": False,
-        "init_std": 0.02,
+        "norm": "instance",
+        "norm_affine": None,
+        "init": "normal",
+        "init_gain": 0.02,
     }
     ResnetParams(n_blocks=0)
-    for bad in ({"n_blocks": -1}, {"ngf": 0}, {"upsample": "bilinear"}, {"init_std": -0.1}, {"blocks": 6}):
+    for bad in (
+        {"n_blocks": -1},
+        {"ngf": 0},
+        {"upsample": "bilinear"},
+        {"init_std": -0.1},
+        {"init_gain": -0.1},
+        {"blocks": 6},
+        {"norm": "group"},
+        {"init": "uniform"},
+        {"init_std": 0.1, "init_gain": 0.1},  # one name or the other, not both
+    ):
         with pytest.raises(ValidationError):
             ResnetParams(**bad)
     assert all(field.description for field in ResnetParams.model_fields.values())
@@ -217,8 +229,18 @@ def test_patchgan_receptive_field_empirically() -> None:
 
 
 def test_patchgan_params_validation() -> None:
-    assert PatchGANParams().model_dump() == {"in_channels": 3, "ndf": 64, "n_layers": 3, "init_std": 0.02}
-    for bad in ({"n_layers": 0}, {"ndf": 0}, {"norm": "batch"}):
+    assert PatchGANParams().model_dump() == {
+        "in_channels": 3,
+        "ndf": 64,
+        "n_layers": 3,
+        "norm": "instance",
+        "norm_affine": None,
+        "spectral_norm": False,
+        "init": "normal",
+        "init_gain": 0.02,
+    }
+    assert PatchGANParams(n_layers=0).n_layers == 0
+    for bad in ({"n_layers": -1}, {"n_layers": 9}, {"ndf": 0}, {"norm": "layer"}, {"spectral_norm": 1}):
         with pytest.raises(ValidationError):
             PatchGANParams(**bad)
 
@@ -246,14 +268,14 @@ def test_initialisation(factory, params) -> None:
 def test_init_weights_std_and_affine_norms() -> None:
     torch.manual_seed(0)
     network = nn.Sequential(nn.Linear(300, 300), nn.BatchNorm1d(20000), nn.GroupNorm(2, 4, affine=False))
-    init_weights(network, std=0.1)
+    init_weights(network, gain=0.1)
     linear, norm = network[0], network[1]
     assert linear.weight.std().item() == pytest.approx(0.1, rel=0.03)
     assert torch.count_nonzero(linear.bias) == 0
     assert norm.weight.mean().item() == pytest.approx(1.0, abs=0.005)
     assert norm.weight.std().item() == pytest.approx(0.1, rel=0.03)
     assert torch.count_nonzero(norm.bias) == 0
-    init_weights(linear, std=0.0)
+    init_weights(linear, gain=0.0)
     assert torch.count_nonzero(linear.weight) == 0
 
 
