@@ -67,7 +67,9 @@ def test_unknown_kind_and_name_are_one_line():
     )
     result = run_cli("list-components", "generator", "resnett")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown generator 'resnett' (did you mean 'resnet'?); known: resnet, unet"
+    assert result.stderr.strip() == (
+        "error: unknown generator 'resnett' (did you mean 'resnet'?); known: resnet, unet"
+    )
 
 
 def test_plugins_lists_sources():
