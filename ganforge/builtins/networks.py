@@ -113,7 +113,7 @@ def _norm_field() -> NormName:
     return Field(
         "instance",
         description=(
-            "Norm after the convolutions: 'instance' (CycleGAN), 'batch' (pix2pix's paper) or 'none'; "
+            "Norm after the convolutions: 'instance' (Zhu et al. 2017), 'batch' (Isola et al. 2017) or 'none'; "
             "convolutions before batch norm have no bias."
         ),
     )
