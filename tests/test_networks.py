@@ -570,3 +570,13 @@ def test_spectral_norm(factory) -> None:
     for conv in convs:
         sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
         assert sigma.item() == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.filterwarnings("ignore")  # torch.jit.script's deprecation notice
+def test_unet_scripts_for_torchscript_export() -> None:
+    torch.manual_seed(0)
+    net = build_unet(UnetParams(ngf=4, num_downs=5, norm="batch")).eval()
+    scripted = torch.jit.script(net)  # what `ganforge export --to torchscript` tries first
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), net(x))

@@ -9,7 +9,6 @@ orthogonal). docs/networks.md describes every parameter.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -378,12 +377,8 @@ class UnetSkipConnectionBlock(nn.Module):
         if self.outermost:
             return self.model(x)
         # The skip carries the input after the LeakyReLU, as in the authors' code (whose in-place
-        # LeakyReLU changes the tensor that is then concatenated).
-        activated = self.model[0](x)
-        out = activated
-        for layer in itertools.islice(self.model, 1, None):
-            out = layer(out)
-        return torch.cat([activated, out], 1)
+        # LeakyReLU changes the tensor that is then concatenated). Written so that it scripts.
+        return torch.cat([self.model[0](x), self.model(x)], 1)
 
 
 class UnetGenerator(nn.Module):
