@@ -16,6 +16,8 @@ def test_list_all_components_as_json():
     for kind, name, plugin in [
         ("generator", "resnet", "builtin.networks"),
         ("discriminator", "patchgan", "builtin.networks"),
+        ("generator", "unet", "builtin.networks"),
+        ("discriminator", "pixel", "builtin.networks"),
         ("loss", "lsgan", "builtin.losses"),
         ("loss", "l1", "builtin.losses"),
         ("buffer", "history", "cyclegan"),
