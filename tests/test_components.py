@@ -51,6 +51,8 @@ def test_component_builds_and_runs(kind, name, tmp_path):
     if kind == "generator":
         net = spec.build()
         assert isinstance(net, torch.nn.Module)
+        side = max(32, getattr(net, "size_multiple", 1))  # a U-Net of 8 levels needs 256 px
+        x = torch.rand(1, 3, side, side) * 2 - 1
         y = net(x)
         assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
         y.mean().backward()
