@@ -117,6 +117,11 @@ def load_image(path: Path, mode: str = "RGB") -> Image.Image:
         raise DatasetError(f"{path}: cannot read image: {reason}") from None
 
 
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as 8-bit RGB (:func:`load_image` with ``mode="RGB"``)."""
+    return load_image(path, "RGB")
+
+
 class SkipLog:
     """Counts images skipped as unreadable; the count is shared with DataLoader worker processes.
 
