@@ -27,9 +27,10 @@ def build(kind: str, name: str, tmp_path: Path, **params):
     required = {n for n, f in component.params.model_fields.items() if f.is_required()}
     if "root" in required:  # folder datasets: tiny unpaired (trainA/...) and paired (train/, A|B) sets
         for folder, color, width in (
-            ("trainA", 40, 40), ("trainB", 200, 40), ("testA", 90, 40), ("testB", 150, 40), ("train", 70, 80), ("test", 120, 80)
+            ("trainA", 40, 40), ("trainB", 200, 40), ("testA", 90, 40), ("testB", 150, 40), ("train", 70, 80), ("test", 120, 80),
+            ("A/train", 40, 40), ("B/train", 200, 40), ("A/test", 90, 40), ("B/test", 150, 40),  # aligned: A/ and B/
         ):
-            (tmp_path / folder).mkdir()
+            (tmp_path / folder).mkdir(parents=True)
             for i in range(2):
                 Image.new("RGB", (width, 36), (color, i * 50, 0)).save(tmp_path / folder / f"{i}.png")
         params = {"root": str(tmp_path), "load_size": 40, "crop_size": 32, **params}
