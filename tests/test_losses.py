@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from torch import nn
 
 from ganforge.builtins.losses import (
@@ -101,7 +100,9 @@ def test_vanilla_and_lsgan_by_hand_ignore_the_discriminator_flag() -> None:
     vanilla = build_vanilla(NoParams())
     for flag in (False, True):
         # -log(1/2) and -log(3/4); then -log(1/2) and -log(1/4)
-        assert vanilla(logits, 1.0, discriminator=flag).item() == pytest.approx(math.log(8 / 3) / 2, abs=1e-12)
+        assert vanilla(logits, 1.0, discriminator=flag).item() == pytest.approx(
+            math.log(8 / 3) / 2, abs=1e-12
+        )
         assert vanilla(logits, 0.0, discriminator=flag).item() == pytest.approx(1.5 * math.log(2), abs=1e-12)
     lsgan = build_lsgan(NoParams())
     pred = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)

@@ -96,7 +96,9 @@ class GradientPenaltyParams(Params):
         "r1: 0.5 |grad|^2 on reals; r2: 0.5 |grad|^2 on fakes.",
     )
     weight: float = Field(10.0, ge=0, le=1e6, description="Factor of the penalty (WGAN-GP paper: 10).")
-    target: float = Field(1.0, ge=0, le=1e6, description="Gradient norm wgan_gp pulls towards (r1, r2 ignore it).")
+    target: float = Field(
+        1.0, ge=0, le=1e6, description="Gradient norm wgan_gp pulls towards (r1, r2 ignore it)."
+    )
 
 
 class GradientPenalty(nn.Module):
