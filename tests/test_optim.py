@@ -1,12 +1,21 @@
-"""The built-in optimizers: each builds the torch class with the recipe's hyperparameters."""
+"""The built-in optimizers (each builds the torch class with the recipe's hyperparameters), and settings
+per optimizer group ([train.optimizers.GROUP], [train.schedulers.GROUP]) in real runs."""
 
 from __future__ import annotations
 
+import io
+import tomllib
+from pathlib import Path
+
 import pytest
 import torch
+from rich.console import Console
 
-from ganforge.errors import RecipeError
+import ganforge
+from ganforge.errors import CheckpointError, RecipeError
 from ganforge.plugins import collect_registries, make_plugin_manager
+from ganforge.recipe import load_recipe
+from tests.conftest import RECIPES, TINY_RUN
 
 REGISTRIES = collect_registries(make_plugin_manager())
 
@@ -84,3 +93,114 @@ def test_sgd_momentum_by_hand() -> None:
 def test_bad_values_name_the_field(spec: dict, message: str) -> None:
     with pytest.raises(RecipeError, match=message):
         build(spec)
+
+
+# ------------------------------------------------------------------ per-group optimizers and schedules
+
+QUICK = [*TINY_RUN, "model.generator.n_blocks=1", "model.generator.ngf=4", "output.report=false"]
+TTUR = ["train.optimizer.lr=1e-4", "train.optimizers.D.lr=4e-4"]
+
+
+def test_ttur_recipe_gives_each_group_its_learning_rate(tmp_path: Path, one_thread) -> None:
+    run = ganforge.train(
+        RECIPES / "quickstart.toml",
+        overrides=[*QUICK, *TTUR, 'train.schedulers.D={type = "step", step_size = 1, gamma = 0.5}'],
+        run_dir=tmp_path / "run",
+        console=Console(file=io.StringIO()),
+    )
+    G, D = (run.trainer.optimizers[group].param_groups[0] for group in ("G", "D"))
+    assert type(run.trainer.optimizers["D"]) is torch.optim.Adam  # type and betas kept from train.optimizer
+    assert G["betas"] == D["betas"] == (0.5, 0.999)
+    assert G["lr"] == 1e-4  # linear_decay holds it for 4 epochs
+    assert D["lr"] == pytest.approx(4e-4 * 0.5, rel=1e-12)  # D's own schedule: halved after epoch 1
+    assert D["initial_lr"] == 4e-4
+    saved = tomllib.loads((run.path / "recipe.toml").read_text())["train"]
+    assert saved["optimizers"] == {"D": {"lr": 4e-4}}  # the run's recipe keeps the override as written
+
+
+def test_a_type_replaces_the_default(tmp_path: Path) -> None:
+    loaded = load_recipe(RECIPES / "quickstart.toml", ['train.optimizers.D={type = "sgd", momentum = 0.9}'])
+    train = loaded.recipe.train
+    D = train.optimizer_for("D").build([torch.nn.Parameter(torch.ones(1))])
+    assert type(D) is torch.optim.SGD and D.param_groups[0]["lr"] == 1e-2  # sgd's default, not adam's 2e-4
+    assert train.optimizer_for("G").type == "adam" and train.group_fields("D") == (
+        "train.optimizers.D",
+        "train.scheduler",
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.optimizers.D.lr=-1.0", "train.optimizers.D.lr: "),
+        ("train.optimizers.D.momentum=0.9", "train.optimizers.D.momentum: "),  # adam has no momentum
+        ('train.schedulers.G.type="plateau"', "train.schedulers.G.monitor: missing"),
+        ("train.schedulers.G.decay_epochs=1", "train.schedulers.G: the run has 8 epochs"),
+    ],
+)
+def test_bad_group_settings_name_the_field(override: str, message: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(RECIPES / "quickstart.toml", [override])
+    assert message in str(info.value) and len(info.value.lines) == 1
+
+
+def test_unknown_group_names_the_models_groups(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as info:
+        ganforge.train(
+            RECIPES / "quickstart.toml",
+            overrides=[*QUICK, "train.optimizers.critic.lr=4e-4"],
+            run_dir=tmp_path / "run",
+            console=Console(file=io.StringIO()),
+        )
+    assert (
+        str(info.value)
+        == "train.optimizers.critic: the model has no optimizer group 'critic'; its groups: G, D"
+    )
+
+
+def test_changing_group_settings_on_resume_is_refused(tmp_path: Path, one_thread) -> None:
+    quiet = Console(file=io.StringIO())
+    ganforge.train(
+        RECIPES / "quickstart.toml", overrides=[*QUICK, *TTUR], run_dir=tmp_path / "run", console=quiet
+    )
+    with pytest.raises(
+        CheckpointError, match=r"train\.optimizers\.D\.lr: checkpoint 0\.0004, recipe 0\.0003"
+    ):
+        ganforge.train(
+            resume=tmp_path / "run", overrides=["train.epochs=2", "train.optimizers.D.lr=3e-4"], console=quiet
+        )
+    with pytest.raises(
+        CheckpointError, match=r"train\.schedulers\.G\.type: checkpoint '\(unset\)', recipe 'cosine'"
+    ):
+        ganforge.train(
+            resume=tmp_path / "run",
+            overrides=["train.epochs=2", 'train.schedulers.G.type="cosine"'],
+            console=quiet,
+        )
+    run = ganforge.train(resume=tmp_path / "run", overrides=["train.epochs=2"], console=quiet)
+    assert run.trainer.optimizers["D"].param_groups[0]["lr"] == 4e-4  # the saved override still applies
+
+
+def test_plateau_watches_a_logged_loss_in_a_run(tmp_path: Path, one_thread) -> None:
+    quiet = Console(file=io.StringIO())
+    plateau = (
+        'train.schedulers.D={type = "plateau", monitor = "D_A", patience = 0, factor = 0.5, threshold = 0.99}'
+    )
+    # threshold 0.99: epoch 1 sets the best; epoch 2 would have to cut D_A a hundredfold to count as
+    # better, so it is a bad epoch and (patience 0) the rate is cut once
+    run = ganforge.train(
+        RECIPES / "quickstart.toml",
+        overrides=[*QUICK, "train.epochs=2", plateau],
+        run_dir=tmp_path / "a",
+        console=quiet,
+    )
+    assert run.trainer.optimizers["D"].param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert run.trainer.optimizers["G"].param_groups[0]["lr"] == 2e-4
+    bad = plateau.replace('"D_A"', '"loss_D"')
+    with pytest.raises(RecipeError) as info:
+        ganforge.train(
+            RECIPES / "quickstart.toml", overrides=[*QUICK, bad], run_dir=tmp_path / "b", console=quiet
+        )
+    assert str(info.value).startswith(
+        "train.schedulers.D.monitor: 'loss_D' is not a logged loss; logged: G_A, G_B,"
+    )

@@ -204,6 +204,7 @@ class Warmup:
         self.then = then
         self.probe = probe
         self.monitor = getattr(then, "monitor", None)
+        self.monitor_field = "then." + getattr(then, "monitor_field", "monitor")
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.last_epoch = 0
         self._apply()

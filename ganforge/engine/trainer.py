@@ -23,7 +23,7 @@ from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
-from ganforge.errors import CheckpointError, DatasetError, GanforgeError, TrainingError
+from ganforge.errors import CheckpointError, DatasetError, GanforgeError, RecipeError, TrainingError
 from ganforge.model import Optimizers
 from ganforge.recipe import Recipe
 
@@ -121,10 +121,12 @@ class Trainer:
         self.model.train()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
-        for name, params in self.model.optimizer_groups().items():
-            optimizer = recipe.train.optimizer.build(list(params))
+        groups = self.model.optimizer_groups()
+        train.check_groups(list(groups))
+        for name, params in groups.items():
+            optimizer = train.optimizer_for(name).build(list(params))
             self.optimizers[name] = optimizer
-            self.schedulers[name] = recipe.train.scheduler.build(optimizer, self.epochs)
+            self.schedulers[name] = train.scheduler_for(name).build(optimizer, self.epochs)
         self.scaler = runtime.grad_scaler()
 
     @property
@@ -182,9 +184,8 @@ class Trainer:
                         self._stop()
                 del batches
                 self.epoch += 1
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
                 epoch_losses = self._mean_losses(self._totals, self.steps_per_epoch)
+                self._step_schedules(epoch_losses)
                 self._totals = {}
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch_losses)
@@ -194,6 +195,20 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         return epoch_losses
+
+    def _step_schedules(self, epoch_losses: dict[str, float]) -> None:
+        """Step every schedule once; one that watches a logged loss (its ``monitor``) gets the epoch's mean."""
+        for name, scheduler in self.schedulers.items():
+            monitor = getattr(scheduler, "monitor", None)
+            if not isinstance(monitor, str):
+                scheduler.step()
+                continue
+            if monitor not in epoch_losses:
+                field = self.recipe.train.group_fields(name)[1]
+                inner = getattr(scheduler, "monitor_field", "monitor")
+                logged = ", ".join(epoch_losses) or "none"
+                raise RecipeError(f"{field}.{inner}: '{monitor}' is not a logged loss; logged: {logged}")
+            scheduler.step(epoch_losses[monitor])
 
     def _stop(self) -> None:
         signal_name = self.stop_requested or "stop"
