@@ -4,6 +4,7 @@ per optimizer group ([train.optimizers.GROUP], [train.schedulers.GROUP]) in real
 from __future__ import annotations
 
 import io
+import json
 import tomllib
 from pathlib import Path
 
@@ -202,5 +203,27 @@ def test_plateau_watches_a_logged_loss_in_a_run(tmp_path: Path, one_thread) -> N
             RECIPES / "quickstart.toml", overrides=[*QUICK, bad], run_dir=tmp_path / "b", console=quiet
         )
     assert str(info.value).startswith(
-        "train.schedulers.D.monitor: 'loss_D' is not a logged loss; logged: G_A, G_B,"
+        "train.schedulers.D.monitor: 'loss_D' is not logged this epoch; logged: G_A, G_B,"
     )
+
+
+def test_plateau_watches_an_evaluation_score(tmp_path: Path, one_thread) -> None:
+    quiet = Console(file=io.StringIO())
+    plateau = 'train.schedulers.G={type = "plateau", monitor = "eval.l1", patience = 5}'
+    evaluation = ["eval.every_epochs=1", 'eval.metrics=["l1"]']
+    run = ganforge.train(
+        RECIPES / "quickstart.toml",
+        overrides=[*QUICK, "train.epochs=2", plateau, *evaluation],
+        run_dir=tmp_path / "a",
+        console=quiet,
+    )
+    records = [json.loads(line) for line in (run.path / "eval.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]  # evaluated once per epoch, for the schedule and the log
+    best = min(r["mean"]["l1"] for r in records)
+    assert run.trainer.schedulers["G"].best == pytest.approx(best, rel=1e-6)
+    with pytest.raises(
+        RecipeError, match=r"'eval.l1' is not logged this epoch \(eval.\* needs eval.every_epochs = 1\)"
+    ):
+        ganforge.train(
+            RECIPES / "quickstart.toml", overrides=[*QUICK, plateau], run_dir=tmp_path / "b", console=quiet
+        )

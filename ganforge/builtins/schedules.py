@@ -2,8 +2,8 @@
 annealing; reduce-on-plateau (fed a logged loss each epoch); linear warmup followed by another schedule.
 
 Each factory takes its params, the optimizer and the run's number of epochs. A schedule whose
-``monitor`` attribute is a string is stepped with the epoch's mean of that logged loss
-(``scheduler.step(value)``); the others are stepped with no argument.
+``monitor`` attribute is a string is stepped with that value (``scheduler.step(value)``): the epoch's
+mean of a logged loss, or an evaluation score ``eval.NAME``; the others are stepped with no argument.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ class PlateauParams(Params):
     monitor: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
-        description="Logged loss whose epoch mean is watched (e.g. a model's D_A); required.",
+        description="What is watched each epoch: a logged loss's epoch mean (e.g. D_A) or an evaluation "
+        "score (eval.psnr: mean of the directions, eval.A2B.psnr; needs eval.every_epochs = 1); required.",
     )
     mode: Literal["min", "max"] = Field("min", description="min: lower is better; max: higher is better.")
     factor: float = Field(0.1, gt=0, lt=1, description="Factor applied to the learning rate on a plateau.")
@@ -153,7 +154,7 @@ class PlateauParams(Params):
 
 
 class Plateau(ReduceLROnPlateau):
-    """torch's ReduceLROnPlateau that names the logged loss it watches (``monitor``)."""
+    """torch's ReduceLROnPlateau that names the value it watches (``monitor``)."""
 
     def __init__(self, optimizer: Optimizer, params: PlateauParams) -> None:
         super().__init__(
@@ -170,9 +171,11 @@ class Plateau(ReduceLROnPlateau):
 
 
 def build_plateau(params: PlateauParams, optimizer: Optimizer, epochs: int) -> Plateau:
-    """Reduce the learning rate by factor when a logged loss stops improving for patience epochs."""
+    """Reduce the learning rate by factor when a logged loss or eval score stops improving for patience epochs."""
     if params.monitor is None:
-        raise RecipeError("train.scheduler.monitor: missing; name a loss the model logs (e.g. D_A)")
+        raise RecipeError(
+            "train.scheduler.monitor: missing; name a loss the model logs (e.g. D_A) or eval.METRIC"
+        )
     return Plateau(optimizer, params)
 
 

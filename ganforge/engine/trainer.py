@@ -197,18 +197,26 @@ class Trainer:
         return epoch_losses
 
     def _step_schedules(self, epoch_losses: dict[str, float]) -> None:
-        """Step every schedule once; one that watches a logged loss (its ``monitor``) gets the epoch's mean."""
+        """Step every schedule once. One that watches a value (its ``monitor``) gets the epoch's mean of
+        that logged loss, or an evaluation score (``eval.NAME``) from a callback's ``epoch_values``."""
+        watching = {name: getattr(s, "monitor", None) for name, s in self.schedulers.items()}
+        values = dict(epoch_losses)
+        if any(isinstance(m, str) and m.startswith("eval.") for m in watching.values()):
+            for cb in self.callbacks:
+                provide = getattr(cb, "epoch_values", None)
+                values.update(provide(self) if callable(provide) else {})
         for name, scheduler in self.schedulers.items():
-            monitor = getattr(scheduler, "monitor", None)
+            monitor = watching[name]
             if not isinstance(monitor, str):
                 scheduler.step()
                 continue
-            if monitor not in epoch_losses:
+            if monitor not in values:
                 field = self.recipe.train.group_fields(name)[1]
                 inner = getattr(scheduler, "monitor_field", "monitor")
-                logged = ", ".join(epoch_losses) or "none"
-                raise RecipeError(f"{field}.{inner}: '{monitor}' is not a logged loss; logged: {logged}")
-            scheduler.step(epoch_losses[monitor])
+                logged = ", ".join(values) or "none"
+                hint = " (eval.* needs eval.every_epochs = 1)" if monitor.startswith("eval.") else ""
+                raise RecipeError(f"{field}.{inner}: '{monitor}' is not logged this epoch{hint}; logged: {logged}")
+            scheduler.step(values[monitor])
 
     def _stop(self) -> None:
         signal_name = self.stop_requested or "stop"
