@@ -77,13 +77,16 @@ def test_component_builds_and_runs(kind, name, tmp_path):
     elif kind in ("optimizer", "scheduler"):
         weight = torch.nn.Parameter(torch.ones(3))
         optimizer = spec.build([weight]) if kind == "optimizer" else torch.optim.SGD([weight], lr=0.1)
+        if "monitor" in component.params.model_fields:  # a schedule that watches a logged value
+            spec = build(kind, name, tmp_path, monitor="loss")
         scheduler = spec.build(optimizer, 5) if kind == "scheduler" else None
         for _ in range(5):
-            (weight**2).sum().backward()
+            loss = (weight**2).sum()
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             if scheduler is not None:
-                scheduler.step()
+                scheduler.step(loss.item()) if getattr(scheduler, "monitor", None) else scheduler.step()
         assert weight.detach().abs().sum() < 3  # it moved towards the minimum
     elif kind == "dataset":
         for split in ("train", "test"):

@@ -142,7 +142,7 @@ class PlateauParams(Params):
     threshold: float = Field(
         1e-4,
         ge=0,
-        le=1,
+        lt=1,
         description="Relative change that counts as an improvement (best * (1 -/+ threshold)).",
     )
     cooldown: int = Field(
