@@ -1,6 +1,7 @@
 """The built-in learning-rate schedules: CycleGAN's linear decay, step, cosine, warmup and plateau, by hand."""
 
 import io
+import itertools
 import math
 
 import pytest
@@ -35,7 +36,7 @@ def test_paper_schedule() -> None:
     assert rates[100] == pytest.approx(2e-4 * 100 / 101, rel=1e-12)
     assert rates[150] == pytest.approx(2e-4 * 50 / 101, rel=1e-12)
     assert rates[199] == pytest.approx(2e-4 * 1 / 101, rel=1e-12)
-    assert all(a > b for a, b in zip(rates[99:], rates[100:]))
+    assert all(a > b for a, b in itertools.pairwise(rates[99:]))
     assert optimizer.param_groups[0]["lr"] == 0.0  # right after the last epoch
 
 

@@ -215,7 +215,9 @@ class Trainer:
                 inner = getattr(scheduler, "monitor_field", "monitor")
                 logged = ", ".join(values) or "none"
                 hint = " (eval.* needs eval.every_epochs = 1)" if monitor.startswith("eval.") else ""
-                raise RecipeError(f"{field}.{inner}: '{monitor}' is not logged this epoch{hint}; logged: {logged}")
+                raise RecipeError(
+                    f"{field}.{inner}: '{monitor}' is not logged this epoch{hint}; logged: {logged}"
+                )
             scheduler.step(values[monitor])
 
     def _stop(self) -> None:
