@@ -16,6 +16,7 @@ Every function raises :class:`ganforge.GanforgeError` (one line per problem) for
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import sys
 import time
@@ -118,7 +119,8 @@ def _resumed_recipe(
     if not isinstance(saved, dict):
         raise GanforgeError(f"{checkpoint}: holds no recipe; name the recipe file as well")
     try:
-        return validate_recipe(apply_overrides(saved, overrides), base_dir=Path.cwd())
+        # a copy: the overrides must not change the saved recipe the resume checks compare against
+        return validate_recipe(apply_overrides(copy.deepcopy(saved), overrides), base_dir=Path.cwd())
     except GanforgeError as exc:
         raise type(exc)(*(f"{checkpoint} (its recipe): {line}" for line in exc.lines)) from None
 

@@ -105,13 +105,18 @@ class TrainingModel(nn.Module):
         directions, in their order."""
         return list(dict.fromkeys(d.net for d in self.directions()))
 
+    def double_backward_nets(self) -> list[str]:
+        """The networks (names in :meth:`networks`) whose gradients this model differentiates again, as
+        a gradient penalty does through its discriminator. The engine leaves them as they are: no backend
+        swaps their layers (a custom kernel may have no double backward) and ``train.compile`` skips them.
+        By default none."""
+        return []
+
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimizer name; the engine builds one optimizer (and schedule) per group."""
         raise NotImplementedError
 
-    def train_step(
-        self, batch: dict[str, torch.Tensor], optimizers: Optimizers
-    ) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: Optimizers) -> dict[str, torch.Tensor]:
         """One training step on ``batch`` (already on the model's device).
 
         Returns the step's losses as detached scalar tensors by name; the engine decides when to
@@ -120,8 +125,6 @@ class TrainingModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample_rows(
-        self, batch: dict[str, torch.Tensor]
-    ) -> list[list[tuple[str, torch.Tensor]]]:
+    def sample_rows(self, batch: dict[str, torch.Tensor]) -> list[list[tuple[str, torch.Tensor]]]:
         """Images to show for ``batch``: rows of ``(label, (N, C, H, W) images in [-1, 1])``."""
         raise NotImplementedError

@@ -18,7 +18,15 @@ from typing import Any, ClassVar, Literal
 
 import tomli_w
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ganforge.errors import GanforgeError, RecipeError
 from ganforge.metrics import resolve_metrics
@@ -66,11 +74,56 @@ class TrainSection(_Section):
         default_factory=lambda: ComponentSpec(type="constant"),
         description="Learning-rate schedule, stepped once per epoch.",
     )
+    optimizers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per optimizer group ([train.optimizers.D]): keys merged over train.optimizer; a type "
+        "replaces it.",
+    )
+    schedulers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per optimizer group ([train.schedulers.D]): keys merged over train.scheduler; a type "
+        "replaces it.",
+    )
     backend: ComponentSpec = Field(
         default_factory=lambda: ComponentSpec(type="auto"),
         description="How the networks execute: auto (the fastest backend available on the device), direct "
         "(torch's own layers) or a plugin's (`ganforge list-components backend`).",
     )
+
+    _groups: dict[str, ComponentSpec] = PrivateAttr(default_factory=dict)  # resolved per-group specs
+
+    @field_validator("optimizers", "schedulers")
+    @classmethod
+    def _check_groups(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for group in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group):
+                raise ValueError(f"{group!r} is not an optimizer group name (letters, digits, _)")
+        return value
+
+    def group_fields(self, group: str) -> tuple[str, str]:
+        """Where ``group``'s optimizer and schedule are set: ``train.optimizers.G`` or ``train.optimizer``."""
+        return (
+            f"train.optimizers.{group}" if group in self.optimizers else "train.optimizer",
+            f"train.schedulers.{group}" if group in self.schedulers else "train.scheduler",
+        )
+
+    def optimizer_for(self, group: str) -> ComponentSpec:
+        """The optimizer of ``group``: its ``[train.optimizers.GROUP]`` merged over ``train.optimizer``."""
+        return self._groups.get(f"optimizers.{group}", self.optimizer)
+
+    def scheduler_for(self, group: str) -> ComponentSpec:
+        """The schedule of ``group``: its ``[train.schedulers.GROUP]`` merged over ``train.scheduler``."""
+        return self._groups.get(f"schedulers.{group}", self.scheduler)
+
+    def check_groups(self, groups: Sequence[str]) -> None:
+        """Refuse per-group settings for groups the model does not have (``groups``: the model's)."""
+        for table in ("optimizers", "schedulers"):
+            for group in getattr(self, table):
+                if group not in groups:
+                    raise RecipeError(
+                        f"train.{table}.{group}: the model has no optimizer group '{group}'; "
+                        f"its groups: {', '.join(groups)}"
+                    )
 
     @field_validator("device")
     @classmethod
@@ -261,13 +314,39 @@ def _check_optimization(recipe: Recipe) -> None:
 
     (A schedule may depend on ``train.epochs``, which its own params cannot see.)
     """
-    optimizer = recipe.train.optimizer.build([torch.nn.Parameter(torch.zeros(1))])
-    try:
-        recipe.train.scheduler.build(optimizer, recipe.train.epochs)
-    except RecipeError:
-        raise
-    except Exception as exc:
-        raise RecipeError(f"train.scheduler: {type(exc).__name__}: {exc}") from None
+    train = recipe.train
+    for group in ("", *train.optimizers, *train.schedulers):
+        optimizer = train.optimizer_for(group).build([torch.nn.Parameter(torch.zeros(1))])
+        where = train.group_fields(group)[1] if group else "train.scheduler"
+        try:
+            train.scheduler_for(group).build(optimizer, train.epochs)
+        except RecipeError as exc:
+            raise RecipeError(*(_moved(line, "train.scheduler", where) for line in exc.lines)) from None
+        except Exception as exc:  # noqa: BLE001 - any failure of a plugin's schedule is a recipe error here
+            raise RecipeError(f"{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _moved(line: str, field: str, where: str) -> str:
+    """An error line about ``field`` (a schedule names its own field as ``train.scheduler``) moved to ``where``."""
+    return where + line[len(field) :] if line.startswith(field) and where != field else line
+
+
+def _resolve_groups(recipe: Recipe, registries: Registries) -> list[str]:
+    """Resolve ``[train.optimizers.GROUP]`` and ``[train.schedulers.GROUP]``, each merged over its default
+    (``train.optimizer``, ``train.scheduler``): its keys replace the default's, a ``type`` replaces all of it."""
+    errors: list[str] = []
+    train = recipe.train
+    for table, kind, default in (
+        ("optimizers", "optimizer", train.optimizer),
+        ("schedulers", "scheduler", train.scheduler),
+    ):
+        for group, override in getattr(train, table).items():
+            merged = dict(override) if "type" in override else {**_plain(default), **override}
+            try:
+                train._groups[f"{table}.{group}"] = registries.resolve(kind, merged, f"train.{table}.{group}")
+            except RecipeError as exc:
+                errors.extend(exc.lines)
+    return errors
 
 
 def _lookup(node: Any, dotted: str) -> Any:
@@ -343,6 +422,8 @@ def validate_recipe(
             continue
         if isinstance(spec, ComponentSpec):
             spec._resolved = resolved.resolved
+    if recipe is not None and not errors:
+        errors.extend(_resolve_groups(recipe, registries))
     if recipe is not None:
         # metric names are resolved here too, so a typo fails now and not at the first evaluation
         try:

@@ -5,6 +5,7 @@ A new component in any plugin is covered here with no new test code.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,16 @@ def test_component_builds_and_runs(kind, name, tmp_path):
         assert out.dim() == 4 and out.shape[0] == 1 and torch.isfinite(out).all()
     elif kind == "loss":
         loss = spec.build()
+        if hasattr(loss, "enabled"):  # a gradient penalty: penalty(D, real, fake)
+            value = loss(torch.nn.Conv2d(3, 1, 3), x, x.flip(-1))
+            assert value.dim() == 0 and torch.isfinite(value) and (value > 0) == loss.enabled
+            return
+        # adversarial losses take discriminator=; with it, hinge and wgan compare to the target too
+        flag = {"discriminator": True} if "discriminator" in inspect.signature(loss.forward).parameters else {}
         for target in (x.flip(0) * 0.5, 1.0, 0.0):
-            value = loss(x, target)
+            value = loss(x, target, **flag)
             assert value.dim() == 0 and torch.isfinite(value)
-        assert loss(x, x) <= loss(x, -x)
+        assert loss(x, x, **flag) <= loss(x, -x, **flag)
     elif kind == "buffer":
         pool = spec.build(0)
         for _ in range(3):
@@ -73,13 +80,16 @@ def test_component_builds_and_runs(kind, name, tmp_path):
     elif kind in ("optimizer", "scheduler"):
         weight = torch.nn.Parameter(torch.ones(3))
         optimizer = spec.build([weight]) if kind == "optimizer" else torch.optim.SGD([weight], lr=0.1)
+        if "monitor" in component.params.model_fields:  # a schedule that watches a logged value
+            spec = build(kind, name, tmp_path, monitor="loss")
         scheduler = spec.build(optimizer, 5) if kind == "scheduler" else None
         for _ in range(5):
-            (weight**2).sum().backward()
+            loss = (weight**2).sum()
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             if scheduler is not None:
-                scheduler.step()
+                scheduler.step(loss.item()) if getattr(scheduler, "monitor", None) else scheduler.step()
         assert weight.detach().abs().sum() < 3  # it moved towards the minimum
     elif kind == "dataset":
         for split in ("train", "test"):

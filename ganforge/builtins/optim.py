@@ -1,11 +1,11 @@
-"""Built-in optimizers."""
+"""Built-in optimizers: Adam, AdamW (decoupled weight decay) and SGD with momentum."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import Params
@@ -38,6 +38,54 @@ def build_adam(params: AdamParams, parameters: list[torch.nn.Parameter]) -> torc
     )
 
 
+class AdamWParams(AdamParams):
+    weight_decay: float = Field(
+        0.01, ge=0, description="Decoupled weight decay (lr * weight_decay per step)."
+    )
+
+
+def build_adamw(params: AdamWParams, parameters: list[torch.nn.Parameter]) -> torch.optim.AdamW:
+    """AdamW: Adam with decoupled weight decay (Loshchilov and Hutter 2019)."""
+    choice = params.implementation
+    return torch.optim.AdamW(
+        parameters,
+        lr=params.lr,
+        betas=params.betas,
+        eps=params.eps,
+        weight_decay=params.weight_decay,
+        foreach={"auto": None, "for_loop": False, "foreach": True, "fused": None}[choice],
+        fused=True if choice == "fused" else None,
+    )
+
+
+class SGDParams(Params):
+    lr: float = Field(1e-2, gt=0, description="Learning rate.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="Momentum factor (0: plain SGD).")
+    dampening: float = Field(0.0, ge=0, le=1, description="Dampening of the momentum.")
+    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0 and dampening 0).")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
+
+    @model_validator(mode="after")
+    def _check_nesterov(self) -> SGDParams:
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov = true needs momentum > 0 and dampening = 0")
+        return self
+
+
+def build_sgd(params: SGDParams, parameters: list[torch.nn.Parameter]) -> torch.optim.SGD:
+    """Stochastic gradient descent, with optional (Nesterov) momentum."""
+    return torch.optim.SGD(
+        parameters,
+        lr=params.lr,
+        momentum=params.momentum,
+        dampening=params.dampening,
+        nesterov=params.nesterov,
+        weight_decay=params.weight_decay,
+    )
+
+
 @hookimpl
 def register_optimizers(register: Register) -> None:
     register("adam", build_adam, params=AdamParams)
+    register("adamw", build_adamw, params=AdamWParams)
+    register("sgd", build_sgd, params=SGDParams)

@@ -61,6 +61,11 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer) -> None: ...
 
+    def epoch_values(self, trainer: Trainer) -> dict[str, float]:
+        """Values a learning-rate schedule may watch (``monitor``), asked for when an epoch ends, before
+        the schedules step and before :meth:`on_epoch_end`; the evaluation callback gives its scores."""
+        return {}
+
 
 def as_callback(obj: Any) -> Callback:
     """A plugin's callback object that defines only some of the four methods, as a full :class:`Callback`."""

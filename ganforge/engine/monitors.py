@@ -74,6 +74,7 @@ class MetricEvaluation(Callback):
             base = self.best_metric.rsplit(".", 1)[-1]
             self.higher_is_better = bool(getattr(self.metrics[base].build(), "higher_is_better", False))
         self.dataset: Any = None
+        self._early: tuple[int, EvalResult] | None = None  # (epoch, result) evaluated for a schedule
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.dataset = trainer.recipe.data.build("test")
@@ -110,9 +111,16 @@ class MetricEvaluation(Callback):
             return True
         return value > self.best["value"] if self.higher_is_better else value < self.best["value"]
 
-    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
+    def epoch_values(self, trainer: Trainer) -> dict[str, float]:
+        """This epoch's scores for a schedule that watches one (``eval.NAME``: the mean over directions,
+        ``eval.A2B.NAME``: one direction), when an evaluation is due; the evaluation is then kept for
+        :meth:`on_epoch_end`, which logs it, instead of being run twice."""
         if not self.due(trainer):
-            return
+            return {}
+        self._early = (trainer.epoch, self._evaluate(trainer))
+        return {f"eval.{name}": value for name, value in self._early[1].flat().items()}
+
+    def _evaluate(self, trainer: Trainer) -> EvalResult:
         model = trainer.model
         device = next(iter(model.parameters())).device
         was_training = model.training
@@ -130,6 +138,13 @@ class MetricEvaluation(Callback):
         finally:
             model.train(was_training)
             set_rng_state(saved_rng)
+        return result
+
+    def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        if not self.due(trainer):
+            return
+        early, self._early = self._early, None
+        result = early[1] if early is not None and early[0] == trainer.epoch else self._evaluate(trainer)
         self.last, self.last_epoch = result, trainer.epoch
         value = self._value({k: dict(v) for k, v in result.scores.items()})
         improved = value is not None and self._better(value)

@@ -61,14 +61,30 @@ class Runtime:
 
     def prepare_model(self, model: torch.nn.Module, networks: dict[str, torch.nn.Module]) -> torch.nn.Module:
         """Move ``model`` to the device and memory format; let the backend prepare ``networks`` and
-        compile them in place if asked (parameters and state-dict keys stay as they are)."""
+        compile them in place if asked (parameters and state-dict keys stay as they are).
+
+        The nets the model names in ``double_backward_nets()`` are left to torch's own layers and not
+        compiled: a gradient penalty differentiates them twice, which custom kernels and compiled graphs
+        may not support."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.backend is not None:
+        hook = getattr(model, "double_backward_nets", None)
+        kept = list(hook()) if callable(hook) else []
+        unknown = [name for name in kept if name not in networks]
+        if unknown:
+            raise GanforgeError(
+                f"model: double_backward_nets() names {', '.join(unknown)}, not among its networks "
+                f"({', '.join(networks)})"
+            )
+        networks = {name: net for name, net in networks.items() if name not in kept}
+        self._prepared.clear()
+        if self.backend is not None and networks:
             # One call for all networks: layers are replaced below each of them, in their parents.
             summary = self.backend.prepare(nn.ModuleList(networks.values()), self.device, training=True)
             self._prepared[:] = [summary] if summary else []
+        if kept and (self.backend is not None or self.compile):
+            self._prepared.append(f"{', '.join(kept)} unchanged for double backward")
         if self.compile:
             graphs = self.cuda_graphs and self.device.type == "cuda"
             if self.cuda_graphs and not graphs:

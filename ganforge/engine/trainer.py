@@ -24,7 +24,7 @@ from ganforge.engine.channels import channel_error, check_channels
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
-from ganforge.errors import CheckpointError, DatasetError, GanforgeError, TrainingError
+from ganforge.errors import CheckpointError, DatasetError, GanforgeError, RecipeError, TrainingError
 from ganforge.model import Optimizers
 from ganforge.recipe import Recipe
 
@@ -123,10 +123,12 @@ class Trainer:
         self.model.train()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
-        for name, params in self.model.optimizer_groups().items():
-            optimizer = recipe.train.optimizer.build(list(params))
+        groups = self.model.optimizer_groups()
+        train.check_groups(list(groups))
+        for name, params in groups.items():
+            optimizer = train.optimizer_for(name).build(list(params))
             self.optimizers[name] = optimizer
-            self.schedulers[name] = recipe.train.scheduler.build(optimizer, self.epochs)
+            self.schedulers[name] = train.scheduler_for(name).build(optimizer, self.epochs)
         self.scaler = runtime.grad_scaler()
 
     @property
@@ -190,9 +192,8 @@ class Trainer:
                         self._stop()
                 del batches
                 self.epoch += 1
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
                 epoch_losses = self._mean_losses(self._totals, self.steps_per_epoch)
+                self._step_schedules(epoch_losses)
                 self._totals = {}
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch_losses)
@@ -202,6 +203,30 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         return epoch_losses
+
+    def _step_schedules(self, epoch_losses: dict[str, float]) -> None:
+        """Step every schedule once. One that watches a value (its ``monitor``) gets the epoch's mean of
+        that logged loss, or an evaluation score (``eval.NAME``) from a callback's ``epoch_values``."""
+        watching = {name: getattr(s, "monitor", None) for name, s in self.schedulers.items()}
+        values = dict(epoch_losses)
+        if any(isinstance(m, str) and m.startswith("eval.") for m in watching.values()):
+            for cb in self.callbacks:
+                provide = getattr(cb, "epoch_values", None)
+                values.update(provide(self) if callable(provide) else {})
+        for name, scheduler in self.schedulers.items():
+            monitor = watching[name]
+            if not isinstance(monitor, str):
+                scheduler.step()
+                continue
+            if monitor not in values:
+                field = self.recipe.train.group_fields(name)[1]
+                inner = getattr(scheduler, "monitor_field", "monitor")
+                logged = ", ".join(values) or "none"
+                hint = " (eval.* needs eval.every_epochs = 1)" if monitor.startswith("eval.") else ""
+                raise RecipeError(
+                    f"{field}.{inner}: '{monitor}' is not logged this epoch{hint}; logged: {logged}"
+                )
+            scheduler.step(values[monitor])
 
     def _stop(self) -> None:
         signal_name = self.stop_requested or "stop"

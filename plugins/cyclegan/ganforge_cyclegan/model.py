@@ -16,11 +16,22 @@ from ganforge import ComponentSpec, Direction, Optimizers, Params, TrainingModel
 
 
 class CycleGANParams(Params):
-    generator: ComponentSpec = component_field("generator", "resnet", "Both generators (G_A: A->B, G_B: B->A).")
+    generator: ComponentSpec = component_field(
+        "generator", "resnet", "Both generators (G_A: A->B, G_B: B->A)."
+    )
     discriminator: ComponentSpec = component_field("discriminator", "patchgan", "Both discriminators.")
     gan_loss: ComponentSpec = component_field("loss", "lsgan", "Adversarial loss (paper: least squares).")
-    cycle_loss: ComponentSpec = component_field("loss", "l1", "Cycle-consistency and identity loss (paper: L1).")
-    pool: ComponentSpec = component_field("buffer", "history", "History pool of fakes for each discriminator.")
+    gradient_penalty: ComponentSpec = component_field(
+        "loss",
+        "none",
+        "Penalty added to each discriminator's loss (none, or gradient_penalty: wgan_gp, r1, r2).",
+    )
+    cycle_loss: ComponentSpec = component_field(
+        "loss", "l1", "Cycle-consistency and identity loss (paper: L1)."
+    )
+    pool: ComponentSpec = component_field(
+        "buffer", "history", "History pool of fakes for each discriminator."
+    )
     lambda_cycle: float = Field(10.0, ge=0, description="Weight of the cycle losses (paper: lambda = 10).")
     lambda_identity: float = Field(
         0.5, ge=0, description="Identity loss weight as a fraction of lambda_cycle (paper: 0.5; 0 disables)."
@@ -52,6 +63,7 @@ class CycleGAN(TrainingModel):
         self.D_B = params.discriminator.build()
         self.gan_loss = params.gan_loss.build()
         self.cycle_loss = params.cycle_loss.build()
+        self.gradient_penalty = params.gradient_penalty.build()  # no parameters: nothing in state_dict
         self.pool_A = params.pool.build(seed)  # generated A images (G_B's), for D_B
         self.pool_B = params.pool.build(seed + 1)  # generated B images (G_A's), for D_A
 
@@ -61,6 +73,10 @@ class CycleGAN(TrainingModel):
             Direction("AtoB", "A", "B", "G_A", self.p.generator),
             Direction("BtoA", "B", "A", "G_B", self.p.generator),
         ]
+
+    def double_backward_nets(self) -> list[str]:
+        """With a gradient penalty, both discriminators are differentiated twice."""
+        return ["D_A", "D_B"] if self.gradient_penalty.enabled else []
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
@@ -75,7 +91,9 @@ class CycleGAN(TrainingModel):
             pred_real, pred_fake = D(torch.cat([real, fake])).split([len(real), len(fake)])
         else:
             pred_real, pred_fake = D(real), D(fake)
-        return 0.5 * (self.gan_loss(pred_real, self.p.real_label) + self.gan_loss(pred_fake, self.p.fake_label))
+        real_term = self.gan_loss(pred_real, self.p.real_label, discriminator=True)
+        fake_term = self.gan_loss(pred_fake, self.p.fake_label, discriminator=True)
+        return 0.5 * (real_term + fake_term)
 
     def generate(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         """fake_B = G_A(A), rec_A = G_B(fake_B), fake_A = G_B(B), rec_B = G_A(fake_A), and with the
@@ -118,11 +136,18 @@ class CycleGAN(TrainingModel):
             loss_G = loss_G + losses["idt_A"] + losses["idt_B"]
         optimizers.step("G", loss_G)
 
-        # Discriminators, on real images and on fakes from the history pools.
+        # Discriminators, on real images and on fakes from the history pools (plus a gradient penalty).
         set_requires_grad([self.D_A, self.D_B], True)
-        losses["D_A"] = self.discriminator_loss(self.D_A, real_B, self.pool_B.query(out["fake_B"]))
-        losses["D_B"] = self.discriminator_loss(self.D_B, real_A, self.pool_A.query(out["fake_A"]))
-        optimizers.step("D", losses["D_A"] + losses["D_B"])
+        fake_B = self.pool_B.query(out["fake_B"])
+        losses["D_A"] = self.discriminator_loss(self.D_A, real_B, fake_B)
+        fake_A = self.pool_A.query(out["fake_A"])
+        losses["D_B"] = self.discriminator_loss(self.D_B, real_A, fake_A)
+        loss_D = losses["D_A"] + losses["D_B"]
+        if self.gradient_penalty.enabled:
+            losses["gp_A"] = self.gradient_penalty(self.D_A, real_B, fake_B.detach())
+            losses["gp_B"] = self.gradient_penalty(self.D_B, real_A, fake_A.detach())
+            loss_D = loss_D + losses["gp_A"] + losses["gp_B"]
+        optimizers.step("D", loss_D)
         return {name: value.detach() for name, value in losses.items()}
 
     @torch.no_grad()
