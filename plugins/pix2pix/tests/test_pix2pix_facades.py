@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ganforge_pix2pix.facades import CLASSES, LABEL_COLOURS, SKY, WINDOW, SyntheticFacades, label_map
 
 from ganforge.errors import RecipeError
 from ganforge.plugins import collect_registries, make_plugin_manager
-from ganforge_pix2pix.facades import CLASSES, LABEL_COLOURS, SKY, WINDOW, SyntheticFacades, label_map
 
 REGISTRIES = collect_registries(make_plugin_manager())
 

@@ -8,16 +8,15 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import torch
+from ganforge_pix2pix.sources import DATASETS, SERVER
 from PIL import Image
 
 from ganforge.cli import main
 from ganforge.data.fetch import resolve
 from ganforge.plugins import collect_dataset_sources, collect_registries, make_plugin_manager
-from ganforge_pix2pix.sources import DATASETS, SERVER
 
 AUTHORS = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 PAPER_SETS = ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags", "night2day")
@@ -75,7 +74,7 @@ def server() -> Iterator[tuple[str, dict[str, bytes], list[str]]]:
     requests: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             requests.append(self.path)
             body = files.get(self.path)
             if body is None:
@@ -122,6 +121,6 @@ def test_fetch_facades_from_a_mirror_then_read_labels_as_a(server, tmp_path, cap
         "data",
     )
     item = spec.build("train")[0]
-    to_unit = lambda rgb: torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1  # noqa: E731
+    to_unit = lambda rgb: torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1
     torch.testing.assert_close(item["A"][:, 0, 0], to_unit((40, 90, 230)))  # the label map (right half)
     torch.testing.assert_close(item["B"][:, 0, 0], to_unit((200, 180, 150)))  # the photo (left half)
