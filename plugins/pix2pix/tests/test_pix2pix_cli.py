@@ -46,6 +46,7 @@ def ganforge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env.update(COLUMNS="200", OMP_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, "-m", "ganforge", *args],
+        check=False,
         cwd=cwd,
         env=env,
         capture_output=True,
