@@ -139,7 +139,7 @@ def test_resume_continues_bit_identical_and_reports(run, tmp_path):
 
     def weights(folder):
         state = torch.load(folder / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
-        model = state["model"] if "model" in state else state
+        model = state["model"]
         return {k: v for k, v in model.items() if k.startswith(("G.", "D.")) and torch.is_tensor(v)}
 
     a, b = weights(resumed), weights(straight)
