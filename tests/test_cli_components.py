@@ -16,6 +16,8 @@ def test_list_all_components_as_json():
     for kind, name, plugin in [
         ("generator", "resnet", "builtin.networks"),
         ("discriminator", "patchgan", "builtin.networks"),
+        ("generator", "unet", "builtin.networks"),
+        ("discriminator", "pixel", "builtin.networks"),
         ("loss", "lsgan", "builtin.losses"),
         ("loss", "l1", "builtin.losses"),
         ("buffer", "history", "cyclegan"),
@@ -67,7 +69,9 @@ def test_unknown_kind_and_name_are_one_line():
     )
     result = run_cli("list-components", "generator", "resnett")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown generator 'resnett' (did you mean 'resnet'?); known: resnet"
+    assert result.stderr.strip() == (
+        "error: unknown generator 'resnett' (did you mean 'resnet'?); known: resnet, unet"
+    )
 
 
 def test_plugins_lists_sources():

@@ -27,9 +27,10 @@ def build(kind: str, name: str, tmp_path: Path, **params):
     required = {n for n, f in component.params.model_fields.items() if f.is_required()}
     if "root" in required:  # folder datasets: tiny unpaired (trainA/...) and paired (train/, A|B) sets
         for folder, color, width in (
-            ("trainA", 40, 40), ("trainB", 200, 40), ("testA", 90, 40), ("testB", 150, 40), ("train", 70, 80), ("test", 120, 80)
+            ("trainA", 40, 40), ("trainB", 200, 40), ("testA", 90, 40), ("testB", 150, 40), ("train", 70, 80), ("test", 120, 80),
+            ("A/train", 40, 40), ("B/train", 200, 40), ("A/test", 90, 40), ("B/test", 150, 40),  # aligned: A/ and B/
         ):
-            (tmp_path / folder).mkdir()
+            (tmp_path / folder).mkdir(parents=True)
             for i in range(2):
                 Image.new("RGB", (width, 36), (color, i * 50, 0)).save(tmp_path / folder / f"{i}.png")
         params = {"root": str(tmp_path), "load_size": 40, "crop_size": 32, **params}
@@ -51,6 +52,8 @@ def test_component_builds_and_runs(kind, name, tmp_path):
     if kind == "generator":
         net = spec.build()
         assert isinstance(net, torch.nn.Module)
+        side = max(32, getattr(net, "size_multiple", 1))  # a U-Net of 8 levels needs 256 px
+        x = torch.rand(1, 3, side, side) * 2 - 1
         y = net(x)
         assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
         y.mean().backward()

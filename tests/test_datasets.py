@@ -197,7 +197,9 @@ def test_missing_and_empty_folders_name_the_path(tmp_path):
         "expected folders trainA/ trainB/ testA/ testB/; to download a published dataset: "
         f"ganforge fetch monet2photo --root {published.parent} (ganforge fetch --list shows the names)"
     )
-    with pytest.raises(DatasetError, match=r"expected train/ and test/ of A\|B images.*ganforge fetch facades"):
+    with pytest.raises(
+        DatasetError, match=r"expected train/ and test/ of A\|B images.*ganforge fetch facades"
+    ):
         dataset("paired_folder", tmp_path / "datasets" / "facades")
     root = unpaired(tmp_path / "data")
     for image in (root / "trainB").iterdir():
@@ -355,3 +357,150 @@ def test_folders_feed_the_engine_loader(tmp_path):
     sampler.set_epoch(0)
     again = DataLoader(SeededItems(data, 3), batch_size=2, sampler=sampler, num_workers=0)
     assert all(torch.equal(x, y) for x, y in zip(epochs[0], [b["A"] for b in again], strict=True))
+
+
+# ------------------------------------------------------------------------------ channels (1 or 3)
+
+
+def grey_value(rgb: tuple[int, int, int]) -> int:
+    """ITU-R 601-2 luma, as PIL's convert("L") rounds it."""
+    r, g, b = rgb
+    return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+
+
+def test_channels_convert_images_to_grey_or_rgb(tmp_path):
+    assert grey_value((200, 100, 50)) == 124  # 0.299*200 + 0.587*100 + 0.114*50 = 124.2
+    root = tmp_path / "data"
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        (root / folder).mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 100, 50)).save(root / "trainA" / "0.png")  # colour -> grey
+    Image.new("L", (8, 8), 77).save(root / "trainB" / "0.png")  # grey -> RGB
+    grey = dataset("unpaired_folder", root, preprocess="none", a_channels=1, b_channels=3)[0]
+    assert grey["A"].shape == (1, 8, 8) and grey["B"].shape == (3, 8, 8)
+    assert torch.allclose(grey["A"], torch.full((1, 8, 8), 124 / 127.5 - 1))
+    assert torch.allclose(grey["B"], torch.full((3, 8, 8), 77 / 127.5 - 1))
+    rgb = dataset("unpaired_folder", root, preprocess="none")[0]  # default: 3 and 3
+    assert rgb["A"].shape == (3, 8, 8) and torch.allclose(
+        rgb["A"][:, 0, 0], torch.tensor([200, 100, 50]) / 127.5 - 1
+    )
+    # the preprocessing (resize, crop, flip) works on 1-channel images too
+    assert dataset("unpaired_folder", root, a_channels=1, load_size=12, crop_size=8)[0]["A"].shape == (
+        1,
+        8,
+        8,
+    )
+    with pytest.raises(RecipeError, match=r"data\.a_channels"):
+        dataset("unpaired_folder", root, a_channels=2)
+
+    pairs = tmp_path / "facades"
+    (pairs / "train").mkdir(parents=True)
+    left = write_pair(pairs / "train" / "1.png")
+    item = dataset("paired_folder", pairs, preprocess="none", flip=False, a_channels=1)[0]
+    expected = np.asarray(Image.fromarray(left).convert("L"), np.float32) / 127.5 - 1
+    assert item["A"].shape == (1, 16, 20) and torch.allclose(item["A"][0], torch.from_numpy(expected))
+    assert item["B"].shape == (3, 16, 20)
+    swapped = dataset("paired_folder", pairs, preprocess="none", flip=False, a_half="right", b_channels=1)[0]
+    assert swapped["A"].shape == (3, 16, 20) and torch.allclose(swapped["B"][0], torch.from_numpy(expected))
+
+    single = dataset("single_folder", root / "trainA", channels=1)[0]["A"]
+    assert single.shape == (1, 8, 8) and torch.allclose(single, grey["A"])
+
+
+def test_synthetic_scenes_in_grey_are_the_luma_of_the_colour_ones():
+    colour = REGISTRIES.resolve("dataset", {"type": "synthetic_scenes", "size": 16}, "data").build("test")[0]
+    grey = REGISTRIES.resolve(
+        "dataset", {"type": "synthetic_scenes", "size": 16, "a_channels": 1, "b_channels": 1}, "data"
+    ).build("test")[0]
+    for domain in ("A", "B"):
+        assert grey[domain].shape == (1, 16, 16)
+        rgb = ((colour[domain] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        luma = np.asarray(Image.fromarray(rgb).convert("L"), np.float32) / 127.5 - 1
+        assert torch.allclose(grey[domain][0], torch.from_numpy(luma))
+
+
+# ---------------------------------------------------------------------------------------- aligned
+
+
+def aligned(root: Path, names_a, names_b, split: str = "train", size=(20, 16)) -> dict[str, np.ndarray]:
+    """root/A/<split>/ and root/B/<split>/; each B image is 255 - its A image (aligned: B == -A)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for side, names in (("A", names_a), ("B", names_b)):
+        (root / side / split).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            stem = Path(name).with_suffix("").as_posix()
+            if stem not in arrays:
+                arrays[stem] = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            array = arrays[stem] if side == "A" else 255 - arrays[stem]
+            (root / side / split / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / side / split / name)
+    return arrays
+
+
+def test_aligned_folders_pair_files_by_name(tmp_path):
+    root = tmp_path / "maps"
+    arrays = aligned(root, ["1.png", "2.png", "sub/3.png"], ["2.bmp", "1.png", "sub/3.tif"])
+    aligned(root, ["9.png"], ["9.png"], split="val")
+    exact = dataset("aligned_folders", root, preprocess="none", flip=False)
+    assert len(exact) == 3 and exact.paired is True
+    for i, stem in enumerate(["1", "2", "sub/3"]):  # sorted by name; 2.png pairs with 2.bmp
+        a = torch.from_numpy(arrays[stem]).permute(2, 0, 1).float() / 127.5 - 1
+        item = exact[i]
+        assert torch.equal(item["A"], a) and torch.allclose(item["B"], -a, atol=1e-6)
+    # the same random crop and flip for both images
+    augmented = dataset("aligned_folders", root, load_size=24, crop_size=12)
+    for seed in range(6):
+        torch.manual_seed(seed)
+        item = augmented[1]
+        assert item["A"].shape == (3, 12, 12) and (item["A"] + item["B"]).abs().max() < 0.02
+    test = dataset("aligned_folders", root, "test", test_folder="val", preprocess="none", b_channels=1)
+    assert len(test) == 1 and test[0]["A"].shape == (3, 16, 20) and test[0]["B"].shape == (1, 16, 20)
+
+
+def test_aligned_folders_refuse_unmatched_names_or_skip_them(tmp_path, capfd):
+    root = tmp_path / "maps"
+    aligned(root, ["1.png", "2.png", "3.png", "4.png", "5.png", "6.png"], ["1.png", "7.png"])
+    with pytest.raises(DatasetError) as error:
+        dataset("aligned_folders", root)
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"{root / 'A' / 'train'} and {root / 'B' / 'train'} do not hold the same file names" in message
+    assert "5 only in" in message and "(2, 3, 4 and 2 more)" in message and "1 only in" in message
+    assert "(7)" in message and 'data.on_unmatched = "skip"' in message
+    capfd.readouterr()
+    kept = dataset("aligned_folders", root, preprocess="none", on_unmatched="skip")
+    assert len(kept) == 1 and kept[0]["A"].shape == (3, 16, 20)
+    assert capfd.readouterr().err.count("warning:") == 1
+    with pytest.raises(RecipeError, match=r"data\.on_unmatched"):
+        dataset("aligned_folders", root, on_unmatched="ignore")
+
+    nothing = tmp_path / "nothing"
+    aligned(nothing, ["1.png"], ["2.png"])
+    with pytest.raises(DatasetError, match="no file name is in both"):
+        dataset("aligned_folders", nothing, on_unmatched="skip")
+    twice = tmp_path / "twice"
+    aligned(twice, ["1.png", "1.bmp"], ["1.png"])
+    with pytest.raises(DatasetError, match=r"holds both 1\.bmp and 1\.png"):
+        dataset("aligned_folders", twice)
+    (root / "A" / "test").mkdir()
+    with pytest.raises(DatasetError, match=r"B[/\\]test not found; aligned data"):
+        dataset("aligned_folders", root, "test")
+    with pytest.raises(DatasetError, match="dataset folder .* not found"):
+        dataset("aligned_folders", tmp_path / "absent")
+
+
+def test_aligned_folders_check_sizes_and_skip_unreadable_pairs(tmp_path, capfd):
+    root = tmp_path / "maps"
+    aligned(root, ["1.png", "2.png", "3.png"], ["1.png", "2.png", "3.png"])
+    Image.new("RGB", (10, 10)).save(root / "B" / "train" / "3.png")
+    (root / "A" / "train" / "1.png").write_bytes(b"not an image")
+    strict = dataset("aligned_folders", root, preprocess="none", flip=False)
+    with pytest.raises(DatasetError, match=r"1\.png: cannot read image"):
+        strict[0]
+    with pytest.raises(DatasetError, match=r"3\.png is 20x16 px but .*3\.png is 10x10 px"):
+        strict[2]
+    capfd.readouterr()
+    skipping = dataset("aligned_folders", root, preprocess="none", flip=False, on_corrupt="skip")
+    second = skipping[1]
+    assert torch.equal(skipping[0]["A"], second["A"])  # the unreadable pair 1 is replaced by pair 2
+    assert "skipped" in capfd.readouterr().err

@@ -527,3 +527,18 @@ def test_missing_archive_existing_target_and_mirror_names(server, tmp_path, monk
     monkeypatch.delenv("GANFORGE_DATASET_URL")
     assert fetch_module.base_url() is None
     assert resolve("facades", sources).url == "https://example.org/pix2pix/facades.tar.gz"
+
+
+def test_an_aligned_archive_gets_the_aligned_folders_table(tmp_path):
+    from ganforge.cli.fetch import recipe_hint
+    from ganforge.data.fetch import Fetched
+
+    path = tmp_path / "maps"
+    for side in ("A", "B"):
+        for split in ("train", "val"):
+            (path / side / split).mkdir(parents=True)
+    source = make_source("maps", "https://example.org/maps.zip", plugin="p", layout="aligned")
+    assert source.dataset_type == "aligned_folders"
+    hint = recipe_hint(Fetched(source, path, 1, 1, 0, {"A": 4, "B": 4}))
+    assert hint.endswith(f'type = "aligned_folders"\n  root = "{path.as_posix()}"\n  test_folder = "val"')
+    assert recipe_hint(Fetched(source, path, 1, 1, 0, {"A": 4})) == ""  # no B/: not the layout

@@ -74,7 +74,7 @@ def test_unknown_top_level_and_section_keys(tmp_path):
 
 
 def test_several_errors_one_line_each():
-    lines = errors_of(QUICKSTART, "model.generator.ngf=0", "model.discriminator.n_layers=0", "train.epochs=0")
+    lines = errors_of(QUICKSTART, "model.generator.ngf=0", "model.discriminator.n_layers=-1", "train.epochs=0")
     assert len(lines) == 3
     assert any("train.epochs: Input should be greater than or equal to 1" in line for line in lines)
 
@@ -204,9 +204,10 @@ def test_override_applies_and_resolved_recipe_round_trips(tmp_path):
         "ngf": 16,
         "n_blocks": 2,
         "upsample": "transpose",
-        "norm_affine": False,
-        "init_std": 0.02,
-    }
+        "norm": "instance",
+        "init": "normal",
+        "init_gain": 0.02,
+    }  # norm_affine unset (None) is left out
     assert resolved["model"]["pool"]["size"] == 50
     again = load_recipe(write_recipe(tmp_path, recipe.to_toml())).recipe
     assert again.to_dict() == recipe.to_dict()

@@ -1,4 +1,4 @@
-"""Built-in datasets: synthetic scenes (no download) and image folders (unpaired, paired, single)."""
+"""Built-in datasets: synthetic scenes (no download) and image folders (unpaired, paired, aligned, single)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,34 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ganforge.data.folders import OnCorrupt, PairedFolder, Preprocess, SingleFolder, UnpairedFolders
+from ganforge.data.folders import (
+    AlignedFolders,
+    OnCorrupt,
+    OnUnmatched,
+    PairedFolder,
+    Preprocess,
+    SingleFolder,
+    UnpairedFolders,
+)
 from ganforge.data.synthetic import SyntheticScenes
 from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import Params
 
+Channels = Literal[1, 3]
 
-class SyntheticScenesParams(Params):
+
+class DomainChannels(Params):
+    """Channels of the two domains' images (the reference code's input_nc and output_nc)."""
+
+    a_channels: Channels = Field(
+        3, description="Channels of domain A's images: 3 (RGB) or 1 (greyscale, converted on loading)."
+    )
+    b_channels: Channels = Field(
+        3, description="Channels of domain B's images: 3 (RGB) or 1 (greyscale, converted on loading)."
+    )
+
+
+class SyntheticScenesParams(DomainChannels):
     size: int = Field(64, ge=16, le=1024, description="Image side in pixels.")
     length: int = Field(200, ge=1, le=10_000_000, description="Training images per domain (one epoch).")
     test_length: int = Field(16, ge=1, le=10_000_000, description="Test pairs.")
@@ -37,6 +58,8 @@ def build_synthetic_scenes(params: SyntheticScenesParams, split: str) -> Synthet
         split=split,
         min_shapes=params.min_shapes,
         max_shapes=params.max_shapes,
+        a_channels=params.a_channels,
+        b_channels=params.b_channels,
     )
 
 
@@ -63,13 +86,13 @@ class FolderParams(Params):
         return self
 
 
-class UnpairedFolderParams(FolderParams):
+class UnpairedFolderParams(DomainChannels, FolderParams):
     root: str = Field(
         description="Folder holding trainA/ trainB/ testA/ testB/ (relative to the working directory)."
     )
 
 
-class PairedFolderParams(FolderParams):
+class PairedFolderParams(DomainChannels, FolderParams):
     root: str = Field(
         description="Folder holding train/ and test/ of A|B images side by side (relative to the working "
         "directory)."
@@ -84,6 +107,23 @@ class PairedFolderParams(FolderParams):
     )
 
 
+class AlignedFoldersParams(DomainChannels, FolderParams):
+    root: str = Field(
+        description="Folder holding A/train/ B/train/ A/test/ B/test/, pairs matched by file name "
+        "(relative to the working directory)."
+    )
+    test_folder: str = Field(
+        "test",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Subfolder of A/ and B/ holding the test split (some sets only have val/).",
+    )
+    on_unmatched: OnUnmatched = Field(
+        "error",
+        description="A file name found in one domain's folder only: 'error' stops naming both folders and "
+        "the first names; 'skip' leaves those images out with one warning line.",
+    )
+
+
 class SingleFolderParams(FolderParams):
     root: str = Field(
         description="Folder of images, searched recursively (relative to the working directory)."
@@ -92,6 +132,9 @@ class SingleFolderParams(FolderParams):
         "none", description="How images are brought to crop_size ('none': whole images, sides rounded to 4)."
     )
     flip: bool = Field(False, description="Random horizontal flips for the train split.")
+    channels: Channels = Field(
+        3, description="Channels of the images: 3 (RGB) or 1 (greyscale, converted on loading)."
+    )
 
 
 def _preprocess(params: FolderParams, split: str) -> Preprocess:
@@ -100,18 +143,45 @@ def _preprocess(params: FolderParams, split: str) -> Preprocess:
 
 def build_unpaired_folder(params: UnpairedFolderParams, split: str) -> UnpairedFolders:
     """Unpaired images in the reference layout (trainA/ trainB/ testA/ testB/)."""
-    return UnpairedFolders(Path(params.root), split, _preprocess(params, split), params.on_corrupt)
+    return UnpairedFolders(
+        Path(params.root),
+        split,
+        _preprocess(params, split),
+        params.on_corrupt,
+        a_channels=params.a_channels,
+        b_channels=params.b_channels,
+    )
 
 
 def build_paired_folder(params: PairedFolderParams, split: str) -> PairedFolder:
     """Aligned pairs, A|B side by side in one image (root/train/, root/test/; the layout of the common paired archives)."""
     folder = Path(params.root) / (params.test_folder if split == "test" else split)
-    return PairedFolder(folder, _preprocess(params, split), params.a_half, params.on_corrupt)
+    return PairedFolder(
+        folder,
+        _preprocess(params, split),
+        params.a_half,
+        params.on_corrupt,
+        a_channels=params.a_channels,
+        b_channels=params.b_channels,
+    )
+
+
+def build_aligned_folders(params: AlignedFoldersParams, split: str) -> AlignedFolders:
+    """Aligned pairs in two folders, root/A/<split>/ and root/B/<split>/, matched by file name."""
+    return AlignedFolders(
+        Path(params.root),
+        params.test_folder if split == "test" else split,
+        _preprocess(params, split),
+        params.on_corrupt,
+        params.on_unmatched,
+        a_channels=params.a_channels,
+        b_channels=params.b_channels,
+    )
 
 
 def build_single_folder(params: SingleFolderParams, split: str) -> SingleFolder:
     """One folder of images as domain A only (input for translation; both splits read it)."""
-    return SingleFolder(Path(params.root), _preprocess(params, split), params.on_corrupt)
+    return SingleFolder(Path(params.root), _preprocess(params, split), params.on_corrupt, params.channels)
 
 
 @hookimpl
@@ -119,4 +189,5 @@ def register_datasets(register: Register) -> None:
     register("synthetic_scenes", build_synthetic_scenes, params=SyntheticScenesParams)
     register("unpaired_folder", build_unpaired_folder, params=UnpairedFolderParams)
     register("paired_folder", build_paired_folder, params=PairedFolderParams)
+    register("aligned_folders", build_aligned_folders, params=AlignedFoldersParams)
     register("single_folder", build_single_folder, params=SingleFolderParams)

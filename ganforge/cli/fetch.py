@@ -34,6 +34,7 @@ def recipe_hint(done: Fetched) -> str:
     fits = {
         "unpaired": {"trainA", "trainB"} <= folders,
         "paired": "train" in folders,
+        "aligned": {"A", "B"} <= folders and (done.path / "A" / "train").is_dir(),
         "images": bool(list_images(done.path)),
     }
     if not fits.get(done.source.layout, False):
@@ -41,6 +42,9 @@ def recipe_hint(done: Fetched) -> str:
     root = done.path.as_posix()
     lines = ["in a recipe:", "  [data]", f'  type = "{LAYOUTS[done.source.layout][1]}"', f'  root = "{root}"']
     if done.source.layout == "paired" and "test" not in folders and "val" in folders:
+        lines.append('  test_folder = "val"')
+    aligned_test = done.path / "A" / "test"
+    if done.source.layout == "aligned" and not aligned_test.is_dir() and (done.path / "A" / "val").is_dir():
         lines.append('  test_folder = "val"')
     return "\n".join(lines)
 

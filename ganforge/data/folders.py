@@ -1,7 +1,9 @@
-"""Image folders: unpaired (``trainA/ trainB/ testA/ testB/``), paired (A|B side by side) and single.
+"""Image folders: unpaired (``trainA/ trainB/ testA/ testB/``), paired (A|B side by side), aligned
+(``A/<split>/`` and ``B/<split>/`` matched by file name) and single.
 
-Every image is opened as 8-bit RGB (greyscale, palette, RGBA and 16-bit files are converted) and goes
-through :class:`Preprocess`, the reference implementation's preprocessing. Random choices (crops,
+Every image is opened as 8-bit RGB or, for a 1-channel domain, 8-bit greyscale (palette, RGBA,
+greyscale and 16-bit files are converted; RGB to grey by the ITU-R 601-2 luma weights, PIL's
+``convert("L")``) and goes through :class:`Preprocess`, the reference implementation's preprocessing. Random choices (crops,
 flips, the B image of an unpaired item) use torch's global generator, which the engine seeds per item
 (:mod:`ganforge.data.sampling`), so an item does not depend on the worker that loads it.
 
@@ -27,6 +29,15 @@ from ganforge.errors import DatasetError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 OnCorrupt = Literal["error", "skip"]
+OnUnmatched = Literal["error", "skip"]
+Channels = Literal[1, 3]
+
+
+def image_mode(channels: int) -> str:
+    """The PIL mode images of a domain with ``channels`` channels are converted to: ``L`` or ``RGB``."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels!r}")
+    return "L" if channels == 1 else "RGB"
 
 
 # ----------------------------------------------------------------------------------------- finding
@@ -91,8 +102,8 @@ def find_domain_folders(root: Path, split: str) -> tuple[list[Path], list[Path]]
 # ----------------------------------------------------------------------------------------- reading
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open an image as 8-bit RGB (greyscale, palette, RGBA and 16-bit inputs are converted)."""
+def load_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """Open an image as 8-bit ``mode`` (``RGB`` or ``L``; palette, RGBA and 16-bit inputs are converted)."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -100,10 +111,15 @@ def load_rgb(path: Path) -> Image.Image:
                 image = image.point(lambda v: v / 256).convert("L")
             elif image.mode == "F":
                 image = image.convert("L")
-            return image.convert("RGB")
+            return image.convert(mode)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DatasetError(f"{path}: cannot read image: {reason}") from None
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as 8-bit RGB (:func:`load_image` with ``mode="RGB"``)."""
+    return load_image(path, "RGB")
 
 
 class SkipLog:
@@ -145,22 +161,28 @@ class ImageReader:
         self.skips = SkipLog()
         self._bad: set[Path] = set()  # per process: a worker warns once per file
 
-    def read(self, paths: list[Path], index: int) -> tuple[Path, Image.Image]:
+    def read(self, paths: list[Path], index: int, mode: str = "RGB") -> tuple[Path, Image.Image]:
         n = len(paths)
         for step in range(n):
             path = paths[(index + step) % n]
             if path in self._bad:
                 continue
             try:
-                return path, load_rgb(path)
+                return path, load_image(path, mode)
             except DatasetError as exc:
-                if self.on_corrupt == "error":
-                    raise DatasetError(
-                        f'{exc}; set data.on_corrupt = "skip" to skip unreadable images'
-                    ) from None
-                self._bad.add(path)
-                self.skips.record(path, str(exc).removeprefix(f"{path}: "))
+                self.failed(path, exc)
         raise DatasetError(f"data.root: none of the {n} images in {paths[0].parent} can be read")
+
+    def failed(self, path: Path, exc: DatasetError) -> None:
+        """``path`` could not be read: raise (``"error"``) or remember and log it (``"skip"``)."""
+        if self.on_corrupt == "error":
+            raise DatasetError(f'{exc}; set data.on_corrupt = "skip" to skip unreadable images') from None
+        self._bad.add(path)
+        self.skips.record(path, str(exc).removeprefix(f"{path}: "))
+
+    def is_bad(self, path: Path) -> bool:
+        """Whether ``path`` was found unreadable before (in this process)."""
+        return path in self._bad
 
 
 # ------------------------------------------------------------------------------------ preprocessing
@@ -229,12 +251,15 @@ class Preprocess:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB image -> ``(3, H, W)`` float32 in [-1, 1].
+    """RGB image -> ``(3, H, W)``, greyscale (``L``) image -> ``(1, H, W)``; float32 in [-1, 1].
 
     In numpy, single-threaded: torch's intra-op threads would spin on a busy CPU, which made this
     step 40 times slower in the main process (``num_workers = 0``) of a machine shared with other jobs.
     """
-    array = np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    array = np.ascontiguousarray(array.transpose(2, 0, 1))
     array /= 127.5
     array -= 1.0
     return torch.from_numpy(array)
@@ -271,12 +296,19 @@ class UnpairedFolders(Dataset):
     paired = False  # items are not true pairs (what evaluation asks before pairwise metrics)
 
     def __init__(
-        self, root: Path, split: str, transform: Preprocess, on_corrupt: OnCorrupt = "error"
+        self,
+        root: Path,
+        split: str,
+        transform: Preprocess,
+        on_corrupt: OnCorrupt = "error",
+        a_channels: int = 3,
+        b_channels: int = 3,
     ) -> None:
         self.split = split
         self.a, self.b = find_domain_folders(root, split)
         self.transform = transform
         self.reader = ImageReader(on_corrupt)
+        self.modes = image_mode(a_channels), image_mode(b_channels)
 
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
@@ -291,8 +323,8 @@ class UnpairedFolders(Dataset):
             index_b = int(torch.randint(len(self.b), ()))
         else:
             index_b = index % len(self.b)
-        path_a, image_a = self.reader.read(self.a, index % len(self.a))
-        path_b, image_b = self.reader.read(self.b, index_b)
+        path_a, image_a = self.reader.read(self.a, index % len(self.a), self.modes[0])
+        path_b, image_b = self.reader.read(self.b, index_b, self.modes[1])
         return {
             "A": _transform(self.transform, path_a, image_a),
             "B": _transform(self.transform, path_b, image_b),
@@ -313,6 +345,8 @@ class PairedFolder(Dataset):
         transform: Preprocess,
         a_half: Literal["left", "right"] = "left",
         on_corrupt: OnCorrupt = "error",
+        a_channels: int = 3,
+        b_channels: int = 3,
     ) -> None:
         root = folder.parent
         if not root.is_dir():
@@ -330,6 +364,7 @@ class PairedFolder(Dataset):
         self.transform = transform
         self.a_half = a_half
         self.reader = ImageReader(on_corrupt)
+        self.modes = image_mode(a_channels), image_mode(b_channels)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -342,6 +377,8 @@ class PairedFolder(Dataset):
             raise DatasetError(f"{path}: image of {w}x{h} px is too narrow to hold two images side by side")
         left = image.crop((0, 0, half, h))
         right = image.crop((half, 0, 2 * half, h))
+        a_mode, b_mode = self.modes if self.a_half == "left" else self.modes[::-1]
+        left, right = left.convert(a_mode), right.convert(b_mode)  # RGB to L is exact for grey pixels
         try:
             a, b = self.transform.same_for_both(left, right)
         except DatasetError as exc:
@@ -349,19 +386,128 @@ class PairedFolder(Dataset):
         return {"A": a, "B": b} if self.a_half == "left" else {"A": b, "B": a}
 
 
+def _by_name(images: list[Path], folder: Path) -> dict[str, Path]:
+    """Images keyed by their path under ``folder`` without the extension (``sub/0001``)."""
+    keyed: dict[str, Path] = {}
+    for path in images:
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        if key in keyed:
+            raise DatasetError(
+                f"data.root: {folder} holds both {keyed[key].name} and {path.name}; aligned pairs are "
+                "matched by file name without extension, so each name may appear once"
+            )
+        keyed[key] = path
+    return keyed
+
+
+def _first_names(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+class AlignedFolders(Dataset):
+    """Aligned pairs in two folders, ``root/A/<split>/`` and ``root/B/<split>/``, matched by file name.
+
+    The names are compared without their extensions (``0001.png`` pairs with ``0001.jpg``), including
+    subfolders. Both images of a pair must have the same size and get the same crop and flip. A name
+    found on one side only is an error naming both folders, or, with ``on_unmatched="skip"``, left out
+    with one warning line. With ``on_corrupt="skip"`` an unreadable image skips its whole pair.
+    """
+
+    paired = True
+
+    def __init__(
+        self,
+        root: Path,
+        split_folder: str,
+        transform: Preprocess,
+        on_corrupt: OnCorrupt = "error",
+        on_unmatched: OnUnmatched = "error",
+        a_channels: int = 3,
+        b_channels: int = 3,
+    ) -> None:
+        layout = (
+            f"aligned data: {root}/A/{split_folder}/ and {root}/B/{split_folder}/ with the same file names"
+        )
+        if not root.is_dir():
+            raise DatasetError(
+                f"data.root: dataset folder {root} not found (absolute: {root.resolve()}); expected {layout}"
+            )
+        folders = root / "A" / split_folder, root / "B" / split_folder
+        for folder in folders:
+            if not folder.is_dir():
+                raise DatasetError(f"data.root: {folder} not found; {layout}")
+        a, b = (_by_name(image_folder(folder, "aligned image folder"), folder) for folder in folders)
+        only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+        if only_a or only_b:
+            parts = [
+                f"{len(names)} only in {folder} ({_first_names(names)})"
+                for names, folder in ((only_a, folders[0]), (only_b, folders[1]))
+                if names
+            ]
+            message = (
+                f"data.root: {folders[0]} and {folders[1]} do not hold the same file names: "
+                + "; ".join(parts)
+            )
+            if on_unmatched != "skip":
+                raise DatasetError(f'{message}; set data.on_unmatched = "skip" to leave them out')
+            sys.stderr.write(f'warning: {message}; left out (on_unmatched = "skip")\n')
+            sys.stderr.flush()
+        common = sorted(a.keys() & b.keys())
+        if not common:
+            raise DatasetError(f"data.root: no file name is in both {folders[0]} and {folders[1]}")
+        self.pairs = [(a[key], b[key]) for key in common]
+        self.transform = transform
+        self.reader = ImageReader(on_corrupt)
+        self.modes = image_mode(a_channels), image_mode(b_channels)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self.pairs)
+        for step in range(n):
+            path_a, path_b = self.pairs[(index + step) % n]
+            if self.reader.is_bad(path_a) or self.reader.is_bad(path_b):
+                continue
+            images = []
+            for path, mode in ((path_a, self.modes[0]), (path_b, self.modes[1])):
+                try:
+                    images.append(load_image(path, mode))
+                except DatasetError as exc:
+                    self.reader.failed(path, exc)  # raises unless on_corrupt is "skip"
+                    break
+            if len(images) < 2:
+                continue
+            image_a, image_b = images
+            if image_a.size != image_b.size:
+                raise DatasetError(
+                    f"{path_a} is {image_a.size[0]}x{image_a.size[1]} px but {path_b} is "
+                    f"{image_b.size[0]}x{image_b.size[1]} px; the two images of an aligned pair must have the same size"
+                )
+            try:
+                a, b = self.transform.same_for_both(image_a, image_b)
+            except DatasetError as exc:
+                raise DatasetError(f"{path_a} (and its pair): {exc}") from None
+            return {"A": a, "B": b}
+        raise DatasetError(f"data.root: none of the {n} pairs in {self.pairs[0][0].parent} can be read")
+
+
 class SingleFolder(Dataset):
     """The images of one folder (recursively) as items ``{"A": image}``: input for translation only."""
 
     paired = False
 
-    def __init__(self, folder: Path, transform: Preprocess, on_corrupt: OnCorrupt = "error") -> None:
+    def __init__(
+        self, folder: Path, transform: Preprocess, on_corrupt: OnCorrupt = "error", channels: int = 3
+    ) -> None:
         self.paths = image_folder(folder, "image folder")
         self.transform = transform
         self.reader = ImageReader(on_corrupt)
+        self.mode = image_mode(channels)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        path, image = self.reader.read(self.paths, index)
+        path, image = self.reader.read(self.paths, index, self.mode)
         return {"A": _transform(self.transform, path, image)}

@@ -35,6 +35,7 @@ ARCHIVES: dict[str, tuple[str, ...]] = {
 LAYOUTS: dict[str, tuple[str, str]] = {
     "unpaired": ("trainA/ trainB/ testA/ testB/", "unpaired_folder"),
     "paired": ("train/ test/ (or val/), each image A|B side by side", "paired_folder"),
+    "aligned": ("A/train/ B/train/ A/test/ B/test/, pairs matched by file name", "aligned_folders"),
     "images": ("a folder of images", "single_folder"),
     "other": ("anything else", ""),
 }

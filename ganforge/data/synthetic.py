@@ -75,13 +75,31 @@ def render(scene: list[Shape], size: int, domain: str) -> np.ndarray:
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float in [-1, 1]."""
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` (``(H, W)`` -> ``(1, H, W)``) float in [-1, 1]."""
+    if array.ndim == 2:
+        array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
+def to_grey(array: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8 grey (ITU-R 601-2 luma, PIL's ``convert("L")``)."""
+    return np.asarray(Image.fromarray(array, "RGB").convert("L"))
+
+
 class SyntheticScenes(Dataset):
+    """Scenes rendered in both appearances; ``a_channels``/``b_channels`` = 1 gives greyscale images."""
+
     def __init__(
-        self, *, size: int, length: int, seed: int, split: str, min_shapes: int, max_shapes: int
+        self,
+        *,
+        size: int,
+        length: int,
+        seed: int,
+        split: str,
+        min_shapes: int,
+        max_shapes: int,
+        a_channels: int = 3,
+        b_channels: int = 3,
     ) -> None:
         self.size = size
         self.length = length
@@ -89,6 +107,7 @@ class SyntheticScenes(Dataset):
         self.split = split
         self.min_shapes = min_shapes
         self.max_shapes = max_shapes
+        self.channels = {"A": a_channels, "B": b_channels}
 
     def __len__(self) -> int:
         return self.length
@@ -110,6 +129,9 @@ class SyntheticScenes(Dataset):
         else:  # one scene, both appearances: the true pair
             scene_a = scene_b = self.scene("AB", index)
         return {
-            "A": to_tensor(render(scene_a, self.size, "A")),
-            "B": to_tensor(render(scene_b, self.size, "B")),
+            domain: to_tensor(self._in_channels(render(scene, self.size, domain), domain))
+            for domain, scene in (("A", scene_a), ("B", scene_b))
         }
+
+    def _in_channels(self, array: np.ndarray, domain: str) -> np.ndarray:
+        return to_grey(array) if self.channels[domain] == 1 else array

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ganforge._version import __version__
 from ganforge.data.sampling import EpochSampler, SeededItems
 from ganforge.engine.callbacks import Callback
+from ganforge.engine.channels import channel_error, check_channels
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
@@ -117,6 +118,7 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, train.max_iters_per_epoch)
 
         model = recipe.model.build(recipe.seed)
+        check_channels(model, recipe, self.sample_batch)
         self.model = runtime.prepare_model(model, model.networks())
         self.model.train()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -163,8 +165,14 @@ class Trainer:
                         raise _unwrap_worker_error(exc) from None
                     batch = self.runtime.prepare_batch(batch)
                     self.runtime.step_begin()
-                    with self.runtime.autocast():
-                        losses = self.model.train_step(batch, optimizers)
+                    try:
+                        with self.runtime.autocast():
+                            losses = self.model.train_step(batch, optimizers)
+                    except RuntimeError as exc:
+                        error = channel_error(exc, self.model, self.recipe)
+                        if error is None:
+                            raise
+                        raise error from None
                     optimizers.end_step()
                     for name, value in losses.items():
                         value = value.detach().float()
@@ -255,7 +263,9 @@ class Trainer:
 
     def estimated_checkpoint_bytes(self) -> int:
         """Model state plus two optimizer moments per parameter (Adam's), before any step was taken."""
-        state = sum(t.numel() * t.element_size() for t in self.model.state_dict().values() if torch.is_tensor(t))
+        state = sum(
+            t.numel() * t.element_size() for t in self.model.state_dict().values() if torch.is_tensor(t)
+        )
         params = sum(p.numel() * p.element_size() for p in self.model.parameters())
         return state + 2 * params
 

@@ -17,6 +17,10 @@ Loading never executes code from a file: pickles are read with ``torch.load(weig
 which refuses one that would call a function, and safetensors holds tensors only. TorchScript and
 ONNX files are programs by nature: they run their own graph of tensor operations (never Python).
 
+**Channels**. A generator's input channels are read from its first convolution's weight
+(:func:`input_channels`; an ONNX model's from its input's shape): images are converted to greyscale
+for a 1-channel generator and to RGB otherwise, and a 1-channel output is written as a greyscale file.
+
 **Translating**. :func:`translate_batch` pads a batch by reflection to a multiple of 4, and of the
 generator's ``size_multiple`` when it declares one (a U-Net needs ``2**levels``), and crops the
 result back, so images keep their own size. :func:`translate_tiled` does large images in overlapping
@@ -58,6 +62,7 @@ from ganforge.inference.loading import (
     build_generator,
     choose_net,
     describe_spec,
+    input_channels,
     load_generator,
     load_run,
     plugin_weights,
@@ -98,6 +103,7 @@ __all__ = [
     "global_instance_norm",
     "image_size",
     "image_to_tensor",
+    "input_channels",
     "input_multiple",
     "load_generator",
     "load_run",

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ganforge._version import __version__
+from ganforge.engine.channels import input_channels
 from ganforge.engine.checkpoint import FORMAT_VERSION
 from ganforge.engine.resume import find_checkpoint
 from ganforge.errors import CheckpointError, GanforgeError, PluginError, RecipeError, did_you_mean
@@ -64,7 +65,6 @@ class Generator:
     @property
     def has_python_module(self) -> bool:
         return self.module is not None and not isinstance(self.module, torch.jit.ScriptModule)
-
 
 
 # -------------------------------------------------------------------------------------------------
@@ -231,7 +231,9 @@ def _found_from(ref: str, base: Path) -> str:
     return ref
 
 
-def choose_net(model: Any, direction: str | None, net: str | None, source: str) -> tuple[str, Direction | None]:
+def choose_net(
+    model: Any, direction: str | None, net: str | None, source: str
+) -> tuple[str, Direction | None]:
     """The net to translate with: the named one (among the model's exported nets), else the net of the
     named direction, else of the model's first direction. Returns it with its direction, if it has one."""
     directions: list[Direction] = model.directions()
@@ -252,7 +254,9 @@ def choose_net(model: Any, direction: str | None, net: str | None, source: str) 
             return d.net, d
     names = [d.name for d in directions]
     listed = ", ".join(f"{d.name} ({d.source} -> {d.target})" for d in directions)
-    raise GanforgeError(f"--direction '{direction}'{did_you_mean(direction, names)}; this model's directions: {listed}")
+    raise GanforgeError(
+        f"--direction '{direction}'{did_you_mean(direction, names)}; this model's directions: {listed}"
+    )
 
 
 def _plain_spec(spec: Any) -> dict[str, Any] | None:
@@ -366,7 +370,9 @@ def build_generator(
     return module, resolved.resolved.component.plugin
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], spec: Mapping[str, Any], source: str) -> None:
+def load_strict(
+    module: nn.Module, state: Mapping[str, torch.Tensor], spec: Mapping[str, Any], source: str
+) -> None:
     """Load ``state`` into ``module`` with ``strict=True``, first listing what does not fit, if anything."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -390,7 +396,9 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], spec: Mapp
 
 
 def describe_spec(spec: Mapping[str, Any]) -> str:
-    shown = [f"{k} {v}" for k, v in spec.items() if k != "type" and isinstance(v, (int, float, str, bool))][:5]
+    shown = [f"{k} {v}" for k, v in spec.items() if k != "type" and isinstance(v, (int, float, str, bool))][
+        :5
+    ]
     return f"{spec.get('type')}" + (f", {', '.join(shown)}" if shown else "")
 
 
@@ -404,7 +412,7 @@ def _module_generator(
     label: str,
 ) -> Generator:
     module = module.to(device).eval().requires_grad_(False)
-    in_channels = int(spec.get("in_channels", 3)) if spec else 3
+    in_channels = input_channels(module) or (int(spec.get("in_channels", 3)) if spec else 3)
     return Generator(module, kind, path, device, module, spec, plugin, in_channels, label)
 
 
@@ -418,7 +426,10 @@ def _from_torchscript(path: Path, device: torch.device) -> Generator:
             f"{path}: not a loadable TorchScript module: {str(exc).splitlines()[0]}"
         ) from None
     module.eval()
-    return Generator(module, "torchscript", path, device, module, None, None, 3, f"{path.name} (TorchScript)")
+    channels = input_channels(module) or 3
+    return Generator(
+        module, "torchscript", path, device, module, None, None, channels, f"{path.name} (TorchScript)"
+    )
 
 
 def _from_onnx(path: Path, device: torch.device) -> Generator:

@@ -23,8 +23,9 @@ def test_data_settings():
 def test_networks():
     model = RECIPE.model.params
     g, d = model.generator.params, model.discriminator.params
-    assert (model.generator.type, g.ngf, g.n_blocks, g.upsample, g.init_std) == ("resnet", 64, 9, "transpose", 0.02)
-    assert (model.discriminator.type, d.ndf, d.n_layers, d.init_std) == ("patchgan", 64, 3, 0.02)
+    generator = (model.generator.type, g.ngf, g.n_blocks, g.upsample, g.init_gain)
+    assert generator == ("resnet", 64, 9, "transpose", 0.02)
+    assert (model.discriminator.type, d.ndf, d.n_layers, d.init_gain) == ("patchgan", 64, 3, 0.02)
     built = model.generator.build()
     assert sum(p.numel() for p in built.parameters()) == 11_378_179  # the reference's 11.378 M
 
