@@ -27,7 +27,7 @@ DIRECTION = "AtoB"
 
 class Pix2PixParams(Params):
     generator: ComponentSpec = component_field(
-        "generator", "resnet", "Generator G: input image -> output image (paper: U-Net 256, 'unet')."
+        "generator", "unet", "Generator G: input image -> output image (paper: U-Net 256, 'unet')."
     )
     discriminator: ComponentSpec = component_field(
         "discriminator",

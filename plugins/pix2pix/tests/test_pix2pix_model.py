@@ -54,7 +54,7 @@ def test_defaults_are_the_papers():
     p = REGISTRIES.resolve("model", {"type": "pix2pix"}, "model").params
     assert (p.gan_loss.type, p.l1_loss.type, p.lambda_l1) == ("vanilla", "l1", 100.0)
     assert (p.discriminator.type, p.conditional, p.real_label, p.fake_label) == ("patchgan", True, 1.0, 0.0)
-    assert p.generator.type in ("unet", "resnet")  # unet once the core has it (see needs_unet)
+    assert (p.generator.type, p.generator.params.num_downs) == ("unet", 8)  # U-Net 256
 
 
 def test_conditional_d_sees_input_and_image_on_channels(one_thread):

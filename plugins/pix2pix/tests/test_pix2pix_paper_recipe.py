@@ -7,22 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.plugins import collect_registries, make_plugin_manager
 from ganforge.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository (this file is in plugins/pix2pix/tests/)
-REGISTRIES = collect_registries(make_plugin_manager())
-
-#: Remove once the core registers the U-Net generator.
-needs_unet = pytest.mark.skipif(
-    "unet" not in REGISTRIES["generator"], reason="the core's 'unet' generator is not registered in this tree"
-)
-#: Remove once the core's PatchGAN takes norm (the paper's D uses batch norm) and init/init_gain.
-needs_patchgan_norm = pytest.mark.skipif(
-    "norm" not in REGISTRIES["discriminator"].get("patchgan").params.model_fields,
-    reason="the core's patchgan has no norm/init/init_gain parameters in this tree",
-)
-pytestmark = [needs_unet, needs_patchgan_norm]
 
 
 @pytest.fixture(scope="module")
