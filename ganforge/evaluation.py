@@ -12,6 +12,7 @@ scores are kept under each direction's key (``A2B.fid``). :func:`identity_transl
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ import torch
 from ganforge.errors import GanforgeError
 from ganforge.metrics.inception import sha256_of
 from ganforge.metrics.weights import find_inception_weights
+from ganforge.model import run_padded
 from ganforge.registry import ComponentSpec
 
 #: The metrics ``ganforge eval`` and ``[eval]`` use unless told otherwise.
@@ -50,7 +52,12 @@ def translators_of(model: Any) -> list[Translator]:
             f"{type(model).__name__}: two declared directions share the domains of "
             f"{next(k for k in keys if keys.count(k) > 1)}; evaluation keeps scores by source and target"
         )
-    return [Translator(d.key, d.source, d.target, getattr(model, d.net)) for d in directions]
+    return [Translator(d.key, d.source, d.target, padded(getattr(model, d.net))) for d in directions]
+
+
+def padded(net: Net) -> Net:
+    """``net`` on images of any size: padded to the net's ``size_multiple`` and cropped back."""
+    return functools.partial(run_padded, net)
 
 
 def _identity(images: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,35 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def size_multiple(net: object) -> int:
+    """The multiple a net needs its input's height and width to be: its ``size_multiple`` attribute
+    (a U-Net with n stride-2 levels has ``2**n``), or 1 when it declares none."""
+    value = getattr(net, "size_multiple", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
+
+
+def pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad height and width up to a multiple (right and bottom) by reflection (edge copy if too small)."""
+    h, w = batch.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return batch
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(batch, (0, pw, 0, ph), mode=mode)
+
+
+def run_padded(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """``net(batch)`` for a batch of any size: padded to the net's :func:`size_multiple` by reflection
+    when it needs one, and the output cropped back to the input's height and width."""
+    h, w = batch.shape[-2:]
+    multiple = size_multiple(net)
+    if h % multiple == 0 and w % multiple == 0:
+        return net(batch)
+    return net(pad_to_multiple(batch, multiple))[..., :h, :w]
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,30 @@ class ComponentSpec(BaseModel):
         """Call the component's factory with its validated params (plus any extra arguments)."""
         return self.resolved.build(*args, **kwargs)
 
+    def with_params(self, **changes: Any) -> ComponentSpec:
+        """A resolved copy with some params replaced and validated again, for a component that adapts a
+        part to its others (a discriminator's input channels set from its generator's, say).
+
+        A name the component's params model lacks, or a value it refuses, is a :class:`RecipeError`.
+        """
+        resolved = self.resolved
+        fields = type(resolved.params).model_fields
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise RecipeError(
+                f"{resolved.component.kind} '{self.type}' has no parameter {', '.join(unknown)}; "
+                f"valid keys: {', '.join(sorted(fields))}"
+            )
+        data = {name: getattr(resolved.params, name) for name in fields} | changes
+        try:
+            params = type(resolved.params).model_validate(data)
+        except ValidationError as exc:
+            where = f"{resolved.component.kind} '{self.type}'"
+            raise RecipeError(*format_validation_error(exc, where, type(resolved.params))) from None
+        result = ComponentSpec(type=self.type, **{**self.model_extra, **changes})
+        result._resolved = Resolved(resolved.component, params)
+        return result
+
 
 def component_field(kind: str, default_type: str, description: str, **default_params: Any) -> Any:
     """Declare a params field that names a component of ``kind`` (default ``default_type``)."""

@@ -100,6 +100,9 @@ def test_component_builds_and_runs(kind, name, tmp_path):
     elif kind == "model":
         model = spec.build(0)
         assert isinstance(model, TrainingModel)
+        nets = [getattr(model, d.net) for d in model.directions()]
+        side = max([32, *(getattr(net, "size_multiple", 1) for net in nets)])  # a U-Net 256 needs 256 px
+        x = torch.rand(1, 3, side, side) * 2 - 1
         groups = model.optimizer_groups()
         optimizers = Optimizers({g: torch.optim.Adam(p, lr=1e-4) for g, p in groups.items()})
         losses = model.train_step({"A": x, "B": x.flip(-1)}, optimizers)

@@ -21,7 +21,8 @@ ONNX files are programs by nature: they run their own graph of tensor operations
 (:func:`input_channels`; an ONNX model's from its input's shape): images are converted to greyscale
 for a 1-channel generator and to RGB otherwise, and a 1-channel output is written as a greyscale file.
 
-**Translating**. :func:`translate_batch` pads a batch to a multiple of 4 by reflection and crops the
+**Translating**. :func:`translate_batch` pads a batch by reflection to a multiple of 4, and of the
+generator's ``size_multiple`` when it declares one (a U-Net needs ``2**levels``), and crops the
 result back, so images keep their own size. :func:`translate_tiled` does large images in overlapping
 tiles with bounded memory: each tile's result is weighted by a raised-cosine window that falls to
 almost zero at the tile's inner edges (where the network saw padding, not the picture), the weights
@@ -72,6 +73,7 @@ from ganforge.inference.tensors import (
     downscaled_view,
     global_instance_norm,
     image_to_tensor,
+    input_multiple,
     pad_to_multiple,
     tile_starts,
     tile_window,
@@ -102,6 +104,7 @@ __all__ = [
     "image_size",
     "image_to_tensor",
     "input_channels",
+    "input_multiple",
     "load_generator",
     "load_run",
     "max_abs_diff",

@@ -27,7 +27,7 @@ from ganforge.inference.files import (
     read_safetensors,
     sniff,
 )
-from ganforge.model import Direction
+from ganforge.model import Direction, size_multiple
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.recipe import apply_overrides, validate_recipe
 from ganforge.registry import Registries
@@ -56,6 +56,11 @@ class Generator:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return self.run(batch)
+
+    @property
+    def size_multiple(self) -> int:
+        """The multiple the net's input sides must be (its module's ``size_multiple``; 1 if none)."""
+        return size_multiple(self.module)
 
     @property
     def has_python_module(self) -> bool:

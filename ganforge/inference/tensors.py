@@ -14,10 +14,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ganforge.model import pad_to_multiple as model_pad
+from ganforge.model import size_multiple
+
 if TYPE_CHECKING:
     from ganforge.inference.loading import Generator
 
-#: Image height and width are padded to a multiple of this (two stride-2 down-samplings).
+#: Image height and width are padded to a multiple of this (two stride-2 down-samplings), and of the
+#: generator's own ``size_multiple`` when it has one (see :func:`input_multiple`).
 PAD_MULTIPLE = 4
 
 
@@ -28,12 +32,13 @@ PAD_MULTIPLE = 4
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
     """Pad height and width up to a multiple (right and bottom) by reflection (edge copy if too small)."""
-    h, w = batch.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
-        return batch
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(batch, (0, pw, 0, ph), mode=mode)
+    return model_pad(batch, multiple)
+
+
+def input_multiple(generator: Any) -> int:
+    """What a generator's input sides are padded to: a multiple of 4 and of the net's ``size_multiple``
+    (a :class:`~ganforge.inference.loading.Generator` reports its module's, or the one an export recorded)."""
+    return math.lcm(PAD_MULTIPLE, size_multiple(generator))
 
 
 def translate_batch(
@@ -43,7 +48,7 @@ def translate_batch(
     h, w = batch.shape[-2:]
     target = device if device is not None else getattr(generator, "device", batch.device)
     with torch.inference_mode():
-        out = generator(pad_to_multiple(batch.to(target)))
+        out = generator(pad_to_multiple(batch.to(target), input_multiple(generator)))
     return out[..., :h, :w]
 
 
@@ -151,15 +156,18 @@ def global_instance_norm(module: nn.Module, view: torch.Tensor) -> Iterator[int]
             handle.remove()
 
 
-def downscaled_view(image: torch.Tensor, longest: int, device: torch.device) -> torch.Tensor:
-    """``(C, H, W)`` uint8 -> ``(1, C, h, w)`` in [-1, 1], longer side at most ``longest``, padded to 4."""
+def downscaled_view(
+    image: torch.Tensor, longest: int, device: torch.device, multiple: int = PAD_MULTIPLE
+) -> torch.Tensor:
+    """``(C, H, W)`` uint8 -> ``(1, C, h, w)`` in [-1, 1], longer side at most ``longest``, padded to
+    ``multiple``."""
     h, w = image.shape[-2:]
     scale = min(1.0, longest / max(h, w))
     view = to_unit(image[None])
     if scale < 1.0:
         size = (max(PAD_MULTIPLE, round(h * scale)), max(PAD_MULTIPLE, round(w * scale)))
         view = F.interpolate(view, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return pad_to_multiple(view).to(device)
+    return pad_to_multiple(view, multiple).to(device)
 
 
 def translate_tiled(
@@ -185,7 +193,7 @@ def translate_tiled(
     carry: tuple[torch.Tensor, torch.Tensor] | None = None
     context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if tiling.norm == "global" and generator.has_python_module and generator.module is not None:
-        view = downscaled_view(image, tiling.stats_size, generator.device)
+        view = downscaled_view(image, tiling.stats_size, generator.device, input_multiple(generator))
         context = global_instance_norm(generator.module, view)
     with context:
         for i, y in enumerate(ys):

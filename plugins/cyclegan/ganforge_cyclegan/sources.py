@@ -1,6 +1,9 @@
 """The CycleGAN authors' dataset archives, for ``ganforge fetch NAME``: ``<SERVER>/<NAME>.zip``.
 
-The names are those of the authors' download script. Most archives hold the unpaired layout
+The names are those of the authors' download script, except three: the unpaired maps, cityscapes
+and facades are registered as ``maps_unpaired``, ``cityscapes_unpaired`` and ``facades_unpaired``
+(:data:`REGISTERED_AS`), since the paired originals of those sets carry the plain names (the pix2pix
+plugin registers them) and a source name belongs to one plugin. Most archives hold the unpaired layout
 (``<name>/trainA/ trainB/ testA/ testB/``) that ``unpaired_folder`` reads.
 """
 
@@ -31,6 +34,13 @@ DATASETS: tuple[str, ...] = (
     "grumpifycat",
 )
 
+#: Archives registered under another name than their file's (the file on the server keeps its name).
+REGISTERED_AS: dict[str, str] = {
+    "maps": "maps_unpaired",
+    "cityscapes": "cityscapes_unpaired",
+    "facades": "facades_unpaired",
+}
+
 #: One line each for ``ganforge fetch --list``.
 SUMMARIES: dict[str, str] = {
     "apple2orange": "apples / oranges",
@@ -40,9 +50,9 @@ SUMMARIES: dict[str, str] = {
     "cezanne2photo": "Cezanne paintings / photos",
     "ukiyoe2photo": "ukiyo-e prints / photos",
     "vangogh2photo": "Van Gogh paintings / photos",
-    "maps": "map tiles / aerial photos",
-    "cityscapes": "street scene label maps / photos",
-    "facades": "facade label maps / photos",
+    "maps": "map tiles / aerial photos, unpaired (paired: maps)",
+    "cityscapes": "street scene label maps / photos, unpaired (paired: cityscapes)",
+    "facades": "facade label maps / photos, unpaired (paired: facades)",
     "iphone2dslr_flower": "flower photos: phone / DSLR",
     "ae_photos": "test photos (by Alexei Efros) to try the pretrained style models on",
     "mini": "a few images in the unpaired layout, for a quick try",
@@ -58,7 +68,7 @@ LAYOUTS: dict[str, str] = {"ae_photos": "images", "mini_pix2pix": "paired", "min
 def register_sources(register: SourceRegister) -> None:
     for name in DATASETS:
         register(
-            name,
+            REGISTERED_AS.get(name, name),
             f"{SERVER}/{name}.zip",
             archive="zip",
             summary=SUMMARIES[name],

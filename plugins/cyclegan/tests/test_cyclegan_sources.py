@@ -10,7 +10,7 @@ import pytest
 from ganforge.cli import main
 from ganforge.data.fetch import FetchError, resolve
 from ganforge.plugins import collect_dataset_sources, make_plugin_manager
-from ganforge_cyclegan.sources import DATASETS, SERVER
+from ganforge_cyclegan.sources import DATASETS, REGISTERED_AS, SERVER
 
 AUTHORS = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 
@@ -22,12 +22,21 @@ def sources():
 
 def test_every_archive_of_the_authors_script_is_registered(sources):
     ours = [source for source in sources if source.plugin == "cyclegan"]
-    assert [source.name for source in ours] == list(DATASETS)
+    assert [source.name for source in ours] == [REGISTERED_AS.get(name, name) for name in DATASETS]
     assert SERVER == AUTHORS
-    for name in ("apple2orange", "summer2winter_yosemite", "monet2photo", "maps", "facades", "grumpifycat"):
+    for name in ("apple2orange", "summer2winter_yosemite", "monet2photo", "grumpifycat"):
         source = sources.get(name)
         assert source is not None and source.plugin == "cyclegan"
         assert (source.url, source.archive) == (f"{AUTHORS}/{name}.zip", "zip")
+
+
+def test_the_unpaired_maps_cityscapes_and_facades_are_renamed_and_keep_their_archive(sources):
+    # the plain names belong to the paired originals (the pix2pix plugin's sources)
+    for name in ("maps", "cityscapes", "facades"):
+        source = sources.get(f"{name}_unpaired")
+        assert source is not None and source.plugin == "cyclegan"
+        assert (source.url, source.layout) == (f"{AUTHORS}/{name}.zip", "unpaired")
+        assert sources.get(name) is None or sources.get(name).plugin != "cyclegan"
     assert sources.get("horse2zebra").layout == "unpaired"
     assert sources.get("mini_pix2pix").layout == "paired"
 
