@@ -38,6 +38,12 @@ class Pix2PixParams(Params):
     gan_loss: ComponentSpec = component_field(
         "loss", "vanilla", "Adversarial loss (paper: vanilla, BCE on logits)."
     )
+    gradient_penalty: ComponentSpec = component_field(
+        "loss",
+        "none",
+        "Penalty added to D's loss, on the real and fake pairs D judges (none, or gradient_penalty: "
+        "wgan_gp, r1, r2).",
+    )
     l1_loss: ComponentSpec = component_field(
         "loss", "l1", "Reconstruction loss between G(x) and y (paper: L1)."
     )
@@ -81,10 +87,15 @@ class Pix2Pix(TrainingModel):
         self.D = params.discriminator.with_params(in_channels=d_channels).build()
         self.gan_loss = params.gan_loss.build()
         self.l1_loss = params.l1_loss.build()
+        self.gradient_penalty = params.gradient_penalty.build()  # no parameters: nothing in state_dict
 
     def directions(self) -> list[Direction]:
         """AtoB through G (``--direction AtoB``, ``--net G``): the dataset's A images to B."""
         return [Direction(DIRECTION, "A", "B", NET, self.p.generator)]
+
+    def double_backward_nets(self) -> list[str]:
+        """A gradient penalty differentiates D's input gradient, so D keeps torch's own layers."""
+        return ["D"] if self.gradient_penalty.enabled else []
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"G": list(self.G.parameters()), "D": list(self.D.parameters())}
@@ -96,10 +107,16 @@ class Pix2Pix(TrainingModel):
     def discriminator_losses(
         self, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """D's real and fake terms and their mean ``D`` (the halving of section 3.3)."""
-        loss_fake = self.gan_loss(self.D(self.pair(real_A, fake_B.detach())), self.p.fake_label)
-        loss_real = self.gan_loss(self.D(self.pair(real_A, real_B)), self.p.real_label)
-        return {"D_real": loss_real, "D_fake": loss_fake, "D": 0.5 * (loss_real + loss_fake)}
+        """D's real and fake terms and their mean ``D`` (the halving of section 3.3), plus ``gp`` (the
+        penalty on the real and fake pairs) when a gradient penalty is set; ``D`` then includes it."""
+        real_pair, fake_pair = self.pair(real_A, real_B), self.pair(real_A, fake_B.detach())
+        loss_fake = self.gan_loss(self.D(fake_pair), self.p.fake_label, discriminator=True)
+        loss_real = self.gan_loss(self.D(real_pair), self.p.real_label, discriminator=True)
+        losses = {"D_real": loss_real, "D_fake": loss_fake, "D": 0.5 * (loss_real + loss_fake)}
+        if self.gradient_penalty.enabled:
+            losses["gp"] = self.gradient_penalty(self.D, real_pair, fake_pair)
+            losses["D"] = losses["D"] + losses["gp"]
+        return losses
 
     def generator_losses(
         self, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor

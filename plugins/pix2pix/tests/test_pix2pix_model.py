@@ -191,3 +191,30 @@ def test_a_discriminator_without_in_channels_is_refused_in_one_line():
     spec = registries.resolve("model", {**TINY, "discriminator": {"type": "fixed3"}}, "model")
     with pytest.raises(GanforgeError, match=r"model.discriminator: 'fixed3' has no in_channels parameter"):
         spec.build(0)
+
+
+def test_no_penalty_by_default():
+    model = tiny_model()
+    assert model.p.gradient_penalty.type == "none" and model.double_backward_nets() == []
+    assert "gp" not in model.discriminator_losses(*batch().values(), batch()["B"])
+
+
+def test_a_gradient_penalty_is_added_to_d_on_the_pairs_d_judges(one_thread):
+    """r1 (weight 2) on the real pair: D's loss is the halved GAN terms plus the penalty, which equals
+    mean over images of |grad of sum D(x, y) w.r.t. the pair|^2 (weight/2 * |g|^2), and D is declared
+    for double backward so a backend leaves it to torch's layers."""
+    torch.manual_seed(0)
+    model = tiny_model(gradient_penalty={"type": "gradient_penalty", "kind": "r1", "weight": 2.0})
+    assert model.double_backward_nets() == ["D"]
+    data = batch()
+    fake = model.G(data["A"])
+    losses = model.discriminator_losses(data["A"], data["B"], fake)
+    pair = torch.cat([data["A"], data["B"]], dim=1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.D(pair).sum(), pair)
+    expected = grad.flatten(1).pow(2).sum(1).mean()
+    torch.testing.assert_close(losses["gp"], expected, rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(
+        losses["D"], 0.5 * (losses["D_real"] + losses["D_fake"]) + expected, rtol=1e-4, atol=1e-8
+    )
+    step = model.train_step(data, Optimizers(adam(model)))
+    assert torch.isfinite(step["gp"]) and step["gp"] > 0
