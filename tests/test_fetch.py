@@ -112,7 +112,7 @@ class Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 header = self.headers.get("Range")
                 server.requests.append((self.path, header))
                 body = server.files.get(self.path)

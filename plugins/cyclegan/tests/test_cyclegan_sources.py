@@ -6,11 +6,11 @@ import json
 import re
 
 import pytest
+from ganforge_cyclegan.sources import DATASETS, REGISTERED_AS, SERVER
 
 from ganforge.cli import main
 from ganforge.data.fetch import FetchError, resolve
 from ganforge.plugins import collect_dataset_sources, make_plugin_manager
-from ganforge_cyclegan.sources import DATASETS, REGISTERED_AS, SERVER
 
 AUTHORS = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 
