@@ -1,4 +1,5 @@
-"""Channel counts: does the data have as many channels as the networks take?
+"""Channel counts and sides: does the data have as many channels as the networks take, and sides
+they can take?
 
 A recipe can ask for 1-channel (greyscale) or 3-channel images (the built-in datasets'
 ``a_channels``/``b_channels``/``channels``) and build networks for either (their ``in_channels``/
@@ -111,6 +112,37 @@ def check_channels(model: Any, recipe: Any, batch: Mapping[str, torch.Tensor]) -
             raise RecipeError(
                 f"{_data_field(recipe, direction.target)} is {have} but {named} is {makes} "
                 f"({where}): set them to the same number of channels"
+            )
+
+
+def _size_fields(recipe: Any) -> str:
+    """``data.crop_size = 256, data.size = 286``: the data fields that set the training images' sides."""
+    data = _params(recipe.data)
+    names = (
+        [n for n in type(data).model_fields if n.endswith("size") and n != "batch_size"]
+        if data is not None
+        else []
+    )
+    return ", ".join(f"data.{n} = {getattr(data, n)}" for n in names) or "the data's image size"
+
+
+def check_sizes(model: Any, recipe: Any, batch: Mapping[str, torch.Tensor]) -> None:
+    """Each translation direction's net that declares a ``size_multiple`` (a U-Net's ``2**num_downs``)
+    gets source images whose sides are multiples of it; else a :class:`RecipeError` naming the data's size
+    fields. Inference pads to the multiple, but training uses the images as they come."""
+    for direction in model.directions():
+        net = getattr(model, direction.net, None)
+        source = batch.get(direction.source)
+        multiple = getattr(net, "size_multiple", None)
+        if not isinstance(multiple, int) or multiple <= 1 or not isinstance(source, torch.Tensor):
+            continue
+        height, width = int(source.shape[-2]), int(source.shape[-1])
+        if height % multiple or width % multiple:
+            field = _spec_field(recipe, direction.generator) or f"net '{direction.net}'"
+            raise RecipeError(
+                f"{field} needs image sides that are multiples of {multiple} but the data gives "
+                f"{height}x{width} ({_size_fields(recipe)}): make the (crop) size a multiple of {multiple}, "
+                "or use a generator with fewer down-sampling levels"
             )
 
 

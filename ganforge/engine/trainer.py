@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ganforge._version import __version__
 from ganforge.data.sampling import EpochSampler, SeededItems
 from ganforge.engine.callbacks import Callback
-from ganforge.engine.channels import channel_error, check_channels
+from ganforge.engine.channels import channel_error, check_channels, check_sizes
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
@@ -119,6 +119,7 @@ class Trainer:
 
         model = recipe.model.build(recipe.seed)
         check_channels(model, recipe, self.sample_batch)
+        check_sizes(model, recipe, self.sample_batch)
         self.model = runtime.prepare_model(model, model.networks())
         self.model.train()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}

@@ -138,3 +138,17 @@ def test_resume_continues_bit_identical_and_reports(run, tmp_path):
     assert a and a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (resumed / "report.html").is_file()
+
+
+def test_image_sides_the_unet_cannot_take_are_one_line_before_training(tmp_path):
+    """The quickstart's U-Net (6 levels) needs sides that are multiples of 64: at 96 px the run stops
+    before training with one line naming the generator and the data's size, and writes nothing."""
+    sets = [item for s in (*SHRINK, "data.size=96") for item in ("--set", s)]
+    result = ganforge("run", str(RECIPE), *sets, "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: model.generator needs image sides that are multiples of 64 but the data gives 96x96 "
+        "(data.size = 96): make the (crop) size a multiple of 64, or use a generator with fewer "
+        "down-sampling levels"
+    ]
+    assert not (tmp_path / "run").exists()
