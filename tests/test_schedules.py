@@ -207,3 +207,21 @@ def test_new_schedules_resume_from_their_state(spec: dict) -> None:
     expected = advance(optimizer, scheduler, range(5, 10))
     assert advance(resumed_optimizer, resumed, range(5, 10)) == expected
     assert len(set(expected)) > 1 or spec["type"] == "plateau"  # the rate moves in the checked half
+
+
+@pytest.mark.parametrize(
+    "spec", [{"type": "cosine"}, {"type": "warmup", "warmup_epochs": 2, "then": {"type": "cosine"}}]
+)
+def test_cosine_resumed_with_more_epochs_anneals_over_the_new_length(spec: dict) -> None:
+    """Stopped at epoch 5 of 10 and resumed as a 20-epoch run: the rate at epoch 5 and after is the
+    20-epoch schedule's, reaching 0 at epoch 20, not 0 from epoch 10 on (the saved length)."""
+    optimizer, scheduler = schedule(spec, 10)
+    run_epochs(optimizer, scheduler, 5)
+    saved = scheduler.state_dict()
+    longer = rates_of(spec, 20)
+    optimizer, resumed = schedule(spec, 20)
+    resumed.load_state_dict(saved)
+    rates = [optimizer.param_groups[0]["lr"], *run_epochs(optimizer, resumed, 15)[1:]]
+    rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx(longer[5:], abs=1e-12)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12) and min(rates[:-1]) > 0.0

@@ -120,9 +120,27 @@ class CosineFactor:
         return m + (1 - m) * (1 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs)) / 2
 
 
+class CosineLR(LambdaLR):
+    """``LambdaLR`` over a :class:`CosineFactor` whose length is the one it was built with, not the
+    checkpoint's: a run resumed with more epochs anneals over the new length (from where it stood)
+    instead of spending the extra epochs at the minimum."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        lengths = [factor.epochs for factor in self.lr_lambdas]
+        super().load_state_dict(state_dict)
+        for factor, length in zip(self.lr_lambdas, lengths, strict=True):
+            factor.epochs = length
+        self._last_lr = [
+            group["initial_lr"] * factor(self.last_epoch)
+            for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas, strict=True)
+        ]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
+
 def build_cosine(params: CosineParams, optimizer: Optimizer, epochs: int) -> LambdaLR:
     """Cosine annealing (Loshchilov and Hutter 2017, without restarts) to eta_min_factor over the run."""
-    return LambdaLR(optimizer, CosineFactor(params.eta_min_factor, params.epochs or epochs))
+    return CosineLR(optimizer, CosineFactor(params.eta_min_factor, params.epochs or epochs))
 
 
 class PlateauParams(Params):
@@ -244,8 +262,10 @@ class Warmup:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_epoch = int(state["last_epoch"])
         self.base_lrs = list(state["base_lrs"])
-        self.then.load_state_dict(state["then"])
+        # The saved factor first: a schedule whose loading sets the rate itself (a cosine resumed over
+        # a new length) then has the last word.
         self.probe.param_groups[0]["lr"] = float(state["then_factor"])
+        self.then.load_state_dict(state["then"])
         self._apply()
 
 
