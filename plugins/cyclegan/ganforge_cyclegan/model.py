@@ -146,7 +146,8 @@ class CycleGAN(TrainingModel):
         if self.gradient_penalty.enabled:
             losses["gp_A"] = self.gradient_penalty(self.D_A, real_B, fake_B.detach())
             losses["gp_B"] = self.gradient_penalty(self.D_B, real_A, fake_A.detach())
-            loss_D = loss_D + losses["gp_A"] + losses["gp_B"]
+            # Inside the paper's halving, so weight stays the penalty-to-critic ratio (WGAN-GP's lambda).
+            loss_D = loss_D + 0.5 * (losses["gp_A"] + losses["gp_B"])
         optimizers.step("D", loss_D)
         return {name: value.detach() for name, value in losses.items()}
 

@@ -108,14 +108,15 @@ class Pix2Pix(TrainingModel):
         self, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """D's real and fake terms and their mean ``D`` (the halving of section 3.3), plus ``gp`` (the
-        penalty on the real and fake pairs) when a gradient penalty is set; ``D`` then includes it."""
+        penalty on the real and fake pairs) when a gradient penalty is set; ``D`` is then half of the three."""
         real_pair, fake_pair = self.pair(real_A, real_B), self.pair(real_A, fake_B.detach())
         loss_fake = self.gan_loss(self.D(fake_pair), self.p.fake_label, discriminator=True)
         loss_real = self.gan_loss(self.D(real_pair), self.p.real_label, discriminator=True)
         losses = {"D_real": loss_real, "D_fake": loss_fake, "D": 0.5 * (loss_real + loss_fake)}
         if self.gradient_penalty.enabled:
             losses["gp"] = self.gradient_penalty(self.D, real_pair, fake_pair)
-            losses["D"] = losses["D"] + losses["gp"]
+            # Inside the halving, so weight stays the penalty-to-critic ratio (WGAN-GP's lambda).
+            losses["D"] = 0.5 * (loss_real + loss_fake + losses["gp"])
         return losses
 
     def generator_losses(

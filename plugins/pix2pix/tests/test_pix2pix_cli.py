@@ -146,9 +146,10 @@ def test_image_sides_the_unet_cannot_take_are_one_line_before_training(tmp_path)
     sets = [item for s in (*SHRINK, "data.size=96") for item in ("--set", s)]
     result = ganforge("run", str(RECIPE), *sets, "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines() == [
+    expected = (
         "error: model.generator needs image sides that are multiples of 64 but the data gives 96x96 "
         "(data.size = 96): make the (crop) size a multiple of 64, or use a generator with fewer "
         "down-sampling levels"
-    ]
+    )
+    assert result.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "run").exists()

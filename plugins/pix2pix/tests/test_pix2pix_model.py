@@ -200,7 +200,8 @@ def test_no_penalty_by_default():
 
 
 def test_a_gradient_penalty_is_added_to_d_on_the_pairs_d_judges(one_thread):
-    """r1 (weight 2) on the real pair: D's loss is the halved GAN terms plus the penalty, which equals
+    """r1 (weight 2) on the real pair: D's loss is half of the GAN terms plus the penalty (inside the
+    halving, so weight is the penalty-to-critic ratio), which equals
     mean over images of |grad of sum D(x, y) w.r.t. the pair|^2 (weight/2 * |g|^2), and D is declared
     for double backward so a backend leaves it to torch's layers."""
     torch.manual_seed(0)
@@ -214,7 +215,7 @@ def test_a_gradient_penalty_is_added_to_d_on_the_pairs_d_judges(one_thread):
     expected = grad.flatten(1).pow(2).sum(1).mean()
     torch.testing.assert_close(losses["gp"], expected, rtol=1e-4, atol=1e-8)
     torch.testing.assert_close(
-        losses["D"], 0.5 * (losses["D_real"] + losses["D_fake"]) + expected, rtol=1e-4, atol=1e-8
+        losses["D"], 0.5 * (losses["D_real"] + losses["D_fake"] + expected), rtol=1e-4, atol=1e-8
     )
     step = model.train_step(data, Optimizers(adam(model)))
     assert torch.isfinite(step["gp"]) and step["gp"] > 0
