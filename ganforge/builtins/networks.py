@@ -1,7 +1,8 @@
 """Image-to-image networks: ResNet and U-Net generators, PatchGAN and PixelGAN discriminators.
 
 Layer order and attribute names follow the authors' PyTorch implementation of Zhu et al. 2017 and
-Isola et al. 2017, so state dicts of its checkpoints load unchanged. Every network takes that
+Isola et al. 2017, so state dicts of its checkpoints (instance or batch norm) load unchanged; with
+norm "none" the convolutions here keep their bias, where that implementation drops it. Every network takes that
 implementation's options: the norm after its convolutions (instance, batch or none; a convolution
 followed by batch norm has no bias) and the weight initialisation (normal, xavier, kaiming,
 orthogonal). docs/networks.md describes every parameter.
