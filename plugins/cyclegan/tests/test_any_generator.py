@@ -24,6 +24,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from ganforge.builtins.networks import ResnetGenerator
 from ganforge.errors import CheckpointError
 from ganforge.inference import load_generator
 
@@ -390,6 +391,15 @@ def test_named_norm_that_the_tensors_contradict() -> None:
         CheckpointError, match="--format resnet-batch, but the norm layers hold no running_mean"
     ):
         load_any_resnet(state, "x", "resnet-batch")
+
+
+def test_authors_batch_norm_generator_loads_by_detection(tmp_path) -> None:
+    """The authors' keys with batch norm (no convolution biases, running statistics): the authors'
+    reader refuses it, the shape reader takes it, without --format."""
+    net = randomised(ResnetGenerator(3, 3, 4, 1, "transpose", None, "batch"))
+    assert "model.1.bias" not in net.state_dict() and "model.2.running_mean" in net.state_dict()
+    path = save(net.state_dict(), "plain", tmp_path)
+    check_same(net, path, {"norm": "batch", "norm_affine": True, "n_blocks": 1})
 
 
 def test_formats_are_documented() -> None:
