@@ -91,8 +91,17 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
+#: Keys under which training scripts commonly nest a state dict (``{"state_dict": {...}, "epoch": 3}``).
+STATE_CONTAINERS = ("state_dict", "model_state_dict", "model", "net", "params_ema", "params")
+
+
 def _tensor_state(data: Any) -> dict[str, torch.Tensor] | None:
+    """The tensors keyed by name at the top of ``data``, else under the first container key holding some."""
     if not isinstance(data, Mapping):
         return None
-    state = {k: v for k, v in data.items() if isinstance(k, str) and torch.is_tensor(v)}
-    return state or None
+    for inner in (data, *(data.get(key) for key in STATE_CONTAINERS)):
+        if isinstance(inner, Mapping):
+            state = {k: v for k, v in inner.items() if isinstance(k, str) and torch.is_tensor(v)}
+            if state:
+                return state
+    return None
