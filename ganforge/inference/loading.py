@@ -27,6 +27,7 @@ from ganforge.inference.files import (
     read_safetensors,
     sniff,
 )
+from ganforge.inference.zoo import is_bare_name, resolve_source
 from ganforge.model import Direction, size_multiple
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.recipe import apply_overrides, validate_recipe
@@ -73,7 +74,7 @@ class Generator:
 
 
 def load_generator(
-    path: Path,
+    path: str | Path,
     *,
     direction: str | None = None,
     net: str | None = None,
@@ -83,12 +84,18 @@ def load_generator(
 ) -> Generator:
     """Load a generator from ``path`` (see the module docstring for the kinds of file).
 
+    ``path`` may also be the name of a pretrained model a plugin registers (and not an existing path):
+    its file in the model cache is loaded, downloaded first if need be (:mod:`ganforge.inference.zoo`).
+
     ``direction`` (one the checkpoint's model declares; default: its first)
     or ``net`` (one of its exported nets) picks the net of a ganforge checkpoint; other files hold one
     generator. ``weights_format`` is ``auto`` (detect), a core format or a plugin's format
     name. ``plugins`` are extra plugin modules or files (a recipe's plugins are loaded as well).
     """
-    path = Path(path)
+    resolved = resolve_source(path, plugins)
+    path = resolved.path
+    if weights_format == "auto" and resolved.weights_format is not None:
+        weights_format = resolved.weights_format
     device = torch.device(device)
     if path.is_dir():
         if weights_format not in ("auto", "checkpoint"):
@@ -96,7 +103,8 @@ def load_generator(
         checkpoint, data = find_checkpoint(path)
         return _from_checkpoint(checkpoint, data, direction, net, device, plugins)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        hint = " (nor a pretrained model's name: see ganforge models list)" if is_bare_name(path) else ""
+        raise CheckpointError(f"{path}: no such file{hint}")
     kind = sniff(path)
     expected = {
         "checkpoint": ("pickle",),
@@ -153,6 +161,12 @@ def load_generator(
             "safetensors, TorchScript or ONNX)"
         )
     generator.notes.extend(single)
+    if resolved.model is not None:
+        model = resolved.model
+        generator.label = f"{model.name} ({model.translates or model.summary}; {generator.label})"
+        fetched = resolved.fetched
+        if fetched is not None and not fetched.cached:
+            generator.notes.append(f"downloaded {model.name} from {model.url} to {path}")
     return generator
 
 
@@ -175,7 +189,7 @@ def _plugin_set(names: Sequence[str], base_dir: Path | None) -> PluginSet:
 
 
 def _from_checkpoint(
-    path: Path,
+    path: str | Path,
     data: Mapping[str, Any],
     direction: str | None,
     net: str | None,
@@ -269,7 +283,7 @@ def _plain_spec(spec: Any) -> dict[str, Any] | None:
 
 
 def _from_export(
-    path: Path,
+    path: str | Path,
     tensors: dict[str, torch.Tensor],
     metadata: Mapping[str, str],
     device: torch.device,
@@ -299,7 +313,7 @@ def _from_export(
 
 
 def _from_plugins(
-    path: Path,
+    path: str | Path,
     state: dict[str, torch.Tensor],
     weights_format: str,
     device: torch.device,
@@ -405,7 +419,7 @@ def describe_spec(spec: Mapping[str, Any]) -> str:
 def _module_generator(
     module: nn.Module,
     kind: str,
-    path: Path,
+    path: str | Path,
     device: torch.device,
     spec: dict[str, Any] | None,
     plugin: str | None,
