@@ -62,13 +62,15 @@ def list_models(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "plugin", "translates", "cached", title=f"cache: {cache}")
+    table = Table("name", "plugin", "translates", "cached")
     table.columns[0].no_wrap = True
     for row in rows:
         table.add_row(
             row["name"], row["plugin"], row["translates"] or row["summary"], "yes" if row["cached"] else ""
         )
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(f"cache: {cache} (GANFORGE_CACHE moves it)", soft_wrap=True)
 
 
 @app.command("fetch")
