@@ -16,6 +16,7 @@ from ganforge_pix2pix.reference import looks_like_reference_unet
 from ganforge_pix2pix.zoo import MODELS, SERVER
 
 from ganforge.builtins.networks import UnetGenerator
+from ganforge.cli import main
 from ganforge.errors import CheckpointError
 from ganforge.inference import load_generator
 from ganforge.plugins import collect_model_sources, make_plugin_manager
@@ -100,6 +101,22 @@ def test_pretrained_unet_by_name_gives_the_networks_outputs(mirror, tmp_path, mo
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.equal(generator(x), net(x))  # eval mode: the running statistics are used
+    # export takes the name too (from the cache now: nothing more is downloaded)
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "export",
+                "pix2pix_facades_label2photo",
+                "--out",
+                str(tmp_path / "exported"),
+                "--to",
+                "safetensors",
+            ]
+        )
+    assert exit_info.value.code == 0
+    exported = load_generator(tmp_path / "exported" / "pix2pix_facades_label2photo.safetensors")
+    with torch.no_grad():
+        assert torch.equal(exported(x), net(x))
 
 
 def test_detected_without_a_name_and_a_misfit_named(tmp_path):
