@@ -219,6 +219,20 @@ def test_translate_by_name_fetches_then_translates(server, tmp_path, cache):
         load_generator(tmp_path / "tiny_style", plugins=[plugin])
 
 
+def test_a_damaged_cached_file_says_to_delete_it(tmp_path, cache):
+    plugin = model_plugin(
+        tmp_path, "cached_zoo", 'register("tiny_style", "http://127.0.0.1:9/tiny_style.pth")\n'
+    )
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / "tiny_style.pth").write_bytes(b"not a weight file")
+    with pytest.raises(Exception) as info:
+        load_generator("tiny_style", plugins=[plugin])
+    assert str(info.value).endswith(
+        "; it is the cached download of 'tiny_style': delete it to download it again"
+    )
+    assert "\n" not in str(info.value)
+
+
 def test_unknown_bare_name_says_where_to_look(tmp_path, cache):
     with pytest.raises(Exception, match=r"no_such_model: no such file \(nor a pretrained model's name"):
         load_generator("no_such_model")

@@ -93,10 +93,33 @@ def load_generator(
     name. ``plugins`` are extra plugin modules or files (a recipe's plugins are loaded as well).
     """
     resolved = resolve_source(path, plugins)
-    path = resolved.path
     if weights_format == "auto" and resolved.weights_format is not None:
         weights_format = resolved.weights_format
-    device = torch.device(device)
+    try:
+        generator = _load_path(resolved.path, direction, net, weights_format, torch.device(device), plugins)
+    except CheckpointError as exc:
+        if resolved.model is None:
+            raise
+        hint = f"; it is the cached download of '{resolved.model.name}': delete it to download it again"
+        raise CheckpointError(*exc.lines[:-1], exc.lines[-1] + hint) from None
+    if resolved.model is not None:
+        model = resolved.model
+        generator.label = f"{model.name} ({model.translates or model.summary}; {generator.label})"
+        fetched = resolved.fetched
+        if fetched is not None and not fetched.cached:
+            generator.notes.append(f"downloaded {model.name} from {model.url} to {resolved.path}")
+    return generator
+
+
+def _load_path(
+    path: Path,
+    direction: str | None,
+    net: str | None,
+    weights_format: str,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    """:func:`load_generator` of a path (names resolved)."""
     if path.is_dir():
         if weights_format not in ("auto", "checkpoint"):
             raise CheckpointError(f"{path}: is a folder; --format {weights_format} needs a file")
@@ -161,12 +184,6 @@ def load_generator(
             "safetensors, TorchScript or ONNX)"
         )
     generator.notes.extend(single)
-    if resolved.model is not None:
-        model = resolved.model
-        generator.label = f"{model.name} ({model.translates or model.summary}; {generator.label})"
-        fetched = resolved.fetched
-        if fetched is not None and not fetched.cached:
-            generator.notes.append(f"downloaded {model.name} from {model.url} to {path}")
     return generator
 
 
