@@ -21,6 +21,10 @@ fail without leaving something that looks like a dataset:
 A mirror (``base`` in :func:`resolve`, or the environment variable ``GANFORGE_DATASET_URL``) serves
 ``<base>/<name>.<archive>`` in place of each source's URL, and may serve names no plugin registers
 (as zip archives). Only the standard library's ``urllib`` is used.
+
+Pretrained generators (:class:`~ganforge.data.sources.ModelSource`, the ``register_model_sources``
+hook) take the same download and check, without unpacking: :func:`fetch_model` puts one file in the
+model cache (:func:`model_cache`), renamed into place in one step; ``GANFORGE_MODEL_URL`` is their mirror.
 """
 
 from __future__ import annotations
