@@ -110,7 +110,7 @@ def test_cache_folder_follows_the_platform(monkeypatch, tmp_path):
 # ------------------------------------------------------------------------------ through the CLI
 
 
-def test_fetch_by_name_then_cached_and_listed(server, tmp_path, cache):
+def test_fetch_by_name_then_cached_and_listed(server, tmp_path, cache, capsys):
     _, data = tiny_generator(tmp_path)
     url = served(server, "tiny_style", data)
     plugin = model_plugin(
@@ -134,8 +134,16 @@ def test_fetch_by_name_then_cached_and_listed(server, tmp_path, cache):
         main(["models", "fetch", "tiny_style", "--plugin", plugin])
     assert exit_info.value.code == 0
     assert len(server.requests) == 1
+    assert capsys.readouterr().out.strip() == f"tiny_style: {target} (already cached)"
     with pytest.raises(SystemExit):
         main(["models", "list", "--json", "--plugin", plugin])
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "tiny_style")
+    assert (row["cached"], row["path"], row["sha256"], row["size"]) == (
+        True,
+        str(target),
+        sha256(data),
+        len(data),
+    )
 
 
 def test_list_shows_plugin_what_it_translates_and_cached(tmp_path, cache, capsys, monkeypatch):
