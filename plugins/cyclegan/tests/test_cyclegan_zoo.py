@@ -22,7 +22,26 @@ from ganforge.plugins import collect_model_sources, make_plugin_manager
 AUTHORS = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 
 #: The names in the authors' scripts/download_cyclegan_model.sh, in its order.
-SCRIPT = ["apple2orange", "orange2apple", "summer2winter_yosemite", "winter2summer_yosemite", "horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne", "style_ukiyoe", "style_vangogh", "sat2map", "map2sat", "cityscapes_photo2label", "cityscapes_label2photo", "facades_photo2label", "facades_label2photo", "iphone2dslr_flower"]
+SCRIPT = [
+    "apple2orange",
+    "orange2apple",
+    "summer2winter_yosemite",
+    "winter2summer_yosemite",
+    "horse2zebra",
+    "zebra2horse",
+    "monet2photo",
+    "style_monet",
+    "style_cezanne",
+    "style_ukiyoe",
+    "style_vangogh",
+    "sat2map",
+    "map2sat",
+    "cityscapes_photo2label",
+    "cityscapes_label2photo",
+    "facades_photo2label",
+    "facades_label2photo",
+    "iphone2dslr_flower",
+]
 
 
 def test_every_model_of_the_authors_script_is_registered():
