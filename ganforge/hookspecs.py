@@ -27,9 +27,7 @@ hookimpl = pluggy.HookimplMarker("ganforge")
 
 
 class Register(Protocol):
-    def __call__(
-        self, name: str, factory: Any, *, params: Any = ..., summary: str | None = None
-    ) -> Any: ...
+    def __call__(self, name: str, factory: Any, *, params: Any = ..., summary: str | None = None) -> Any: ...
 
 
 class SourceRegister(Protocol):
@@ -110,6 +108,20 @@ def register_schedulers(register: Register) -> None:
     """
 
 
+class ModelSourceRegister(Protocol):
+    def __call__(
+        self,
+        name: str,
+        url: str,
+        *,
+        summary: str = "",
+        translates: str = "",
+        weights_format: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+    ) -> Any: ...
+
+
 # -------------------------------------------------------------------------------------------------
 # Data, models, metrics
 # -------------------------------------------------------------------------------------------------
@@ -174,6 +186,24 @@ def register_dataset_sources(register: SourceRegister) -> None:
     (``trainA/ trainB/ testA/ testB/``), ``"paired"`` (``train/ test/`` of A|B images), ``"images"``
     or ``"other"`` (see :mod:`ganforge.data.sources`). A name belongs to one plugin: registering one that
     another plugin registered is an error naming both; so is a bad field, naming the plugin.
+    """
+
+
+@hookspec
+def register_model_sources(register: ModelSourceRegister) -> None:
+    """Register published generator weight files (a pretrained zoo), so that ``ganforge models fetch
+    NAME`` downloads one and ``ganforge translate NAME ...`` and ``ganforge export NAME`` load one by name.
+
+    Called whenever a command needs the list, once per plugin manager, through
+    :func:`ganforge.plugins.collect_model_sources`. Callback: ``register(name, url, *, summary="",
+    translates="", weights_format=None, sha256=None, size=None)`` where ``name`` is what users type
+    (letters, digits, ``_-.``; the cached file is ``<name><suffix>``), ``url`` an http(s) URL of one weight
+    file ending in ``.pth``, ``.pt``, ``.safetensors`` or ``.onnx``, ``summary`` one line for ``ganforge
+    models list``, ``translates`` what the generator does (``"photo -> Monet painting"``),
+    ``weights_format`` the ``--format`` the file loads with (a format a plugin's
+    ``load_generator_weights`` reads; ``None``: detected), and ``sha256`` (hex) and ``size`` (bytes)
+    what the download is checked against. A name belongs to one plugin: registering one that another
+    plugin registered is an error naming both; so is a bad field, naming the plugin.
     """
 
 

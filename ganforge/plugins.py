@@ -2,7 +2,8 @@
 
 There is no global plugin manager. :func:`make_plugin_manager` builds one from scratch each time, and
 :func:`collect_registries` turns its hooks into :class:`~ganforge.registry.Registries`
-(:func:`collect_dataset_sources` gathers the dataset sources, which are records, not components).
+(:func:`collect_dataset_sources` and :func:`collect_model_sources` gather the dataset and model
+sources, which are records, not components).
 
 Environment variables:
 
@@ -27,7 +28,7 @@ from typing import Any
 import pluggy
 
 from ganforge import hookspecs
-from ganforge.data.sources import DatasetSources, make_source
+from ganforge.data.sources import DatasetSources, ModelSources, make_model_source, make_source
 from ganforge.errors import PluginError
 from ganforge.registry import Params, Registries
 
@@ -233,4 +234,42 @@ def collect_dataset_sources(plugins: PluginSet) -> DatasetSources:
         return register
 
     _call_hook(plugins, "register_dataset_sources", bind)
+    return sources
+
+
+def collect_model_sources(plugins: PluginSet) -> ModelSources:
+    """Call every plugin's ``register_model_sources``, each with a ``register`` bound to that plugin.
+
+    The rules are the dataset sources': a plugin that raises is recorded as failed and the others go
+    on; a name registered by two plugins, or a bad field, raises :class:`PluginError` naming them.
+    """
+    sources = ModelSources()
+
+    def bind(plugin: str) -> Callable[..., None]:
+        def register(
+            name: str,
+            url: str,
+            *,
+            summary: str = "",
+            translates: str = "",
+            weights_format: str | None = None,
+            sha256: str | None = None,
+            size: int | None = None,
+        ) -> None:
+            sources.add(
+                make_model_source(
+                    name,
+                    url,
+                    plugin=plugin,
+                    summary=summary,
+                    translates=translates,
+                    weights_format=weights_format,
+                    sha256=sha256,
+                    size=size,
+                )
+            )
+
+        return register
+
+    _call_hook(plugins, "register_model_sources", bind)
     return sources

@@ -23,7 +23,8 @@ HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) 
 def test_every_hook_has_a_docstring_and_a_docs_entry():
     docs = (ROOT / "docs" / "architecture.md").read_text() + (ROOT / "docs" / "plugins.md").read_text()
     assert set(hookspecs.COMPONENT_HOOKS) == set(KINDS)
-    other_hooks = {"register_commands", "register_dataset_sources"}  # not component kinds
+    # not component kinds
+    other_hooks = {"register_commands", "register_dataset_sources", "register_model_sources"}
     assert set(HOOKS) == {*hookspecs.COMPONENT_HOOKS.values(), *other_hooks}
     for name in HOOKS:
         assert inspect.getdoc(getattr(hookspecs, name)), name

@@ -28,7 +28,8 @@ SourceArg = Annotated[
     Path,
     typer.Argument(
         help="Generator: a ganforge checkpoint or run directory, an export (.safetensors, .onnx, TorchScript) "
-        "or another project's weights that a plugin reads (see --format).",
+        "another project's weights that a plugin reads (see --format), or the name of a pretrained model "
+        "(ganforge models list; downloaded into the cache the first time).",
         show_default=False,
     ),
 ]

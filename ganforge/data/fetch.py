@@ -21,6 +21,10 @@ fail without leaving something that looks like a dataset:
 A mirror (``base`` in :func:`resolve`, or the environment variable ``GANFORGE_DATASET_URL``) serves
 ``<base>/<name>.<archive>`` in place of each source's URL, and may serve names no plugin registers
 (as zip archives). Only the standard library's ``urllib`` is used.
+
+Pretrained generators (:class:`~ganforge.data.sources.ModelSource`, the ``register_model_sources``
+hook) take the same download and check, without unpacking: :func:`fetch_model` puts one file in the
+model cache (:func:`model_cache`), renamed into place in one step; ``GANFORGE_MODEL_URL`` is their mirror.
 """
 
 from __future__ import annotations
@@ -57,11 +61,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ganforge.cache import cache_dir, offline
 from ganforge.data.folders import list_images
-from ganforge.data.sources import DatasetSource, DatasetSources, check_dataset_name
+from ganforge.data.sources import DatasetSource, DatasetSources, ModelSource, ModelSources, check_dataset_name
 from ganforge.errors import DatasetError, did_you_mean
 
 URL_ENV = "GANFORGE_DATASET_URL"
+#: A mirror of the model sources: ``<mirror>/<name><suffix>`` replaces each registered URL.
+MODEL_URL_ENV = "GANFORGE_MODEL_URL"
 CHUNK = 1 << 16
 TIMEOUT_S = 60.0
 _IGNORED_TOP = ("__MACOSX",)
@@ -71,6 +78,10 @@ MIRROR = "--base-url"
 
 class FetchError(DatasetError):
     """A dataset that cannot be downloaded or unpacked."""
+
+
+class NoAnswer(FetchError):
+    """The server could not be reached, or answered with an HTTP error: nothing was downloaded."""
 
 
 class BadArchive(FetchError):
@@ -192,7 +203,7 @@ def _content_range(header: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), None if match.group(2) == "*" else int(match.group(2))
 
 
-def _open(url: str, offset: int) -> http.client.HTTPResponse | None:
+def _open(url: str, offset: int, what: str = "dataset") -> http.client.HTTPResponse | None:
     """GET ``url`` from byte ``offset``; None when the server says the range is past the end (416)."""
     request = urllib.request.Request(url, headers={"User-Agent": "ganforge-fetch"})
     if offset:
@@ -203,26 +214,33 @@ def _open(url: str, offset: int) -> http.client.HTTPResponse | None:
         if exc.code == 416 and offset:
             exc.close()
             return None
-        hint = "; no such dataset on this server" if exc.code == 404 else ""
-        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
+        hint = f"; no such {what} on this server" if exc.code == 404 else ""
+        raise NoAnswer(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        raise FetchError(f"{url}: cannot connect: {reason}") from None
+        raise NoAnswer(f"{url}: cannot connect: {reason}") from None
 
 
 def download(
-    url: str, part: Path, console: Console | None = None, *, size: int | None = None, label: str = ""
+    url: str,
+    part: Path,
+    console: Console | None = None,
+    *,
+    size: int | None = None,
+    label: str = "",
+    what: str = "dataset",
 ) -> tuple[int, int]:
     """Download ``url`` into ``part``, continuing what is there; returns (bytes transferred, size).
 
     ``size``, when known, is the archive's size in bytes: it sizes the progress bar and the disk check
     when the server does not say. An interrupted transfer keeps ``part`` and raises
-    :class:`FetchError` saying how to continue.
+    :class:`FetchError` saying how to continue; no answer from the server raises :class:`NoAnswer`.
+    ``what`` ("dataset", "model") names the file in messages.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
     with _locked(part) as out:
         offset = out.seek(0, os.SEEK_END)
-        response = _open(url, offset)
+        response = _open(url, offset, what)
         if response is None:  # 416: nothing after offset; the file may already be whole
             return 0, offset
         with response:
@@ -280,13 +298,16 @@ def _check_space(folder: Path, needed: int, what: str) -> None:
 # ---------------------------------------------------------------------------------------- checking
 
 
-def verify(part: Path, source: DatasetSource) -> None:
-    """The size and SHA-256 the source states, when it states them; a mismatch is a :class:`BadArchive`."""
+def verify(part: Path, source: DatasetSource | ModelSource, done: str = ", nothing was extracted") -> None:
+    """The size and SHA-256 the source states, when it states them; a mismatch is a :class:`BadArchive`.
+
+    ``done`` ends the message, after "removed the download".
+    """
     actual = part.stat().st_size
     if source.size is not None and actual != source.size:
         raise BadArchive(
             f"{source.url}: the download is {actual:,} bytes, not the {source.size:,} that plugin "
-            f"'{source.plugin}' registered; removed it, nothing was extracted"
+            f"'{source.plugin}' registered; removed it{done}"
         )
     if source.sha256 is not None:
         digest = hashlib.sha256()
@@ -296,8 +317,8 @@ def verify(part: Path, source: DatasetSource) -> None:
         if digest.hexdigest() != source.sha256:
             raise BadArchive(
                 f"{source.url}: SHA-256 {digest.hexdigest()} is not the {source.sha256} that plugin "
-                f"'{source.plugin}' registered; removed the download, nothing was extracted: run the "
-                "command again to download it anew"
+                f"'{source.plugin}' registered; removed the download{done}: run the command again to "
+                "download it anew"
             )
 
 
@@ -575,3 +596,90 @@ def fetch(
     else:
         part.unlink(missing_ok=True)
     return Fetched(source, target, transferred, size, resumed_from, _summary(target))
+
+
+# ---------------------------------------------------------------------------------- model weights
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    """What :func:`fetch_model` found or put in the cache."""
+
+    source: ModelSource  # as downloaded (its url is the mirror's when one was used)
+    path: Path
+    downloaded_bytes: int  # 0 when the file was already cached
+    size: int
+    resumed_from: int
+    cached: bool  # the file was there already: nothing was downloaded
+
+
+def model_cache() -> Path:
+    """Where pretrained generators are kept: ``models/`` in :func:`ganforge.cache.cache_dir`."""
+    return cache_dir() / "models"
+
+
+def model_base_url(explicit: str | None = None) -> str | None:
+    """The model mirror: ``explicit``, else ``$GANFORGE_MODEL_URL``, else None; checked to be http(s)."""
+    url = explicit or os.environ.get(MODEL_URL_ENV) or None
+    if url is None:
+        return None
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise FetchError(
+            f"{'--base-url' if explicit else MODEL_URL_ENV} {url!r} is not an http:// or https:// URL"
+        )
+    return url.rstrip("/")
+
+
+def resolve_model(name: str, sources: ModelSources, base: str | None = None) -> ModelSource:
+    """The registered model ``name``, its URL replaced by the mirror's (``<mirror>/<name><suffix>``) if any."""
+    source = sources.get(name)
+    if source is None:
+        if not len(sources):
+            raise FetchError(f"unknown model {name!r}: no installed plugin registers any pretrained model")
+        names = sources.names()
+        raise FetchError(
+            f"unknown model {name!r}{did_you_mean(name, names)}; known: {', '.join(names)} "
+            "(ganforge models list shows what each does)"
+        )
+    mirror = model_base_url(base)
+    if mirror is not None:
+        return dataclasses.replace(source, url=f"{mirror}/{urllib.parse.quote(source.file_name)}")
+    return source
+
+
+def fetch_model(
+    source: ModelSource, cache: Path | None = None, console: Console | None = None
+) -> FetchedModel:
+    """The cached file of ``source``, downloaded first if it is not in ``cache`` (default :func:`model_cache`).
+
+    The download goes to ``<cache>/<name><suffix>.part``, continued with a ``Range`` request after an
+    interruption, is checked against the registered size and SHA-256, and is renamed into place in one
+    step. ``GANFORGE_OFFLINE=1`` never downloads. Every failure is one line; where nothing could be
+    downloaded, it names the URL and the path to put the file at by hand.
+    """
+    cache = model_cache() if cache is None else cache
+    target = cache / source.file_name
+    if target.is_file():
+        return FetchedModel(source, target, 0, target.stat().st_size, 0, cached=True)
+    by_hand = f"download {source.url} yourself and put it at {target}"
+    if offline():
+        raise FetchError(f"model '{source.name}' is not in the cache and GANFORGE_OFFLINE is set: {by_hand}")
+    if cache.exists() and not cache.is_dir():
+        raise FetchError(f"the model cache {cache} is not a folder (set GANFORGE_CACHE to another)")
+    part = cache / f"{source.file_name}.part"
+    resumed_from = part.stat().st_size if part.is_file() else 0
+    try:
+        transferred, size = download(
+            source.url, part, console, size=source.size, label=source.name, what="model"
+        )
+    except NoAnswer as exc:
+        if part.is_file() and part.stat().st_size == 0:
+            part.unlink()
+        raise FetchError(f"{exc.lines[0]}; {by_hand}") from None
+    try:
+        verify(part, source, "")
+    except BadArchive:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(target)  # one step: the cached file is whole, or not there
+    return FetchedModel(source, target, transferred, size, resumed_from, cached=False)

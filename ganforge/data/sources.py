@@ -1,4 +1,5 @@
-"""Dataset sources: which published archives ``ganforge fetch NAME`` can download, and from where.
+"""Dataset and model sources: which published archives ``ganforge fetch NAME`` and which published
+generator weight files ``ganforge models fetch NAME`` can download, and from where.
 
 The core serves nothing itself. Plugins register sources in the ``register_dataset_sources`` hook
 (:func:`ganforge.hookspecs.register_dataset_sources`); :func:`ganforge.plugins.collect_dataset_sources`
@@ -11,6 +12,10 @@ folder holds (:data:`LAYOUTS`), optionally its SHA-256 and size, and a one-line 
 
     register("facades", "https://example.org/datasets/facades.tar.gz", layout="paired",
              summary="building facades: label maps | photos")
+
+Model sources (the ``register_model_sources`` hook) are records of the same kind: a name, the URL of
+one weight file (``.pth``, ``.pt``, ``.safetensors`` or ``.onnx``), what the generator translates, the
+``--format`` it loads with (``None``: detected), optionally its SHA-256 and size.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from ganforge.errors import PluginError
 
@@ -136,22 +142,34 @@ def make_source(
     )
 
 
-class DatasetSources:
-    """Every registered source by name, in registration order; a name belongs to one plugin."""
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def plugin(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Named)
+
+
+class _Sources(Generic[S]):
+    """Registered records by name, in registration order; a name belongs to one plugin."""
+
+    what = "source"
 
     def __init__(self) -> None:
-        self._sources: dict[str, DatasetSource] = {}
+        self._sources: dict[str, S] = {}
 
-    def add(self, source: DatasetSource) -> None:
+    def add(self, source: S) -> None:
         existing = self._sources.get(source.name)
         if existing is not None:
             raise PluginError(
-                f"dataset source '{source.name}' is registered twice: by plugin '{existing.plugin}' and "
+                f"{self.what} '{source.name}' is registered twice: by plugin '{existing.plugin}' and "
                 f"by plugin '{source.plugin}'"
             )
         self._sources[source.name] = source
 
-    def get(self, name: str) -> DatasetSource | None:
+    def get(self, name: str) -> S | None:
         return self._sources.get(name)
 
     def names(self) -> list[str]:
@@ -160,8 +178,97 @@ class DatasetSources:
     def __contains__(self, name: object) -> bool:
         return name in self._sources
 
-    def __iter__(self) -> Iterator[DatasetSource]:
+    def __iter__(self) -> Iterator[S]:
         return iter(self._sources.values())
 
     def __len__(self) -> int:
         return len(self._sources)
+
+
+class DatasetSources(_Sources[DatasetSource]):
+    """Every registered dataset source by name, in registration order; a name belongs to one plugin."""
+
+    what = "dataset source"
+
+
+# ------------------------------------------------------------------------------------ model sources
+
+#: The weight files a model source may point at, by the file-name ending they are recognised by.
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".onnx")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One published generator weight file: ``ganforge models fetch`` puts it in the model cache."""
+
+    name: str
+    url: str
+    suffix: str  # one of WEIGHT_SUFFIXES: the file in the cache is <name><suffix>
+    plugin: str  # who registered it ("--base-url" for a name asked of a mirror)
+    summary: str = ""
+    translates: str = ""  # what the generator does, "photo -> Monet painting"
+    weights_format: str | None = None  # the --format to load it with; None: detect
+    sha256: str | None = None
+    size: int | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The file's name in the cache and on a mirror: ``<name><suffix>``."""
+        return f"{self.name}{self.suffix}"
+
+
+def make_model_source(
+    name: object,
+    url: object,
+    *,
+    plugin: str,
+    summary: object = "",
+    translates: object = "",
+    weights_format: object = None,
+    sha256: object = None,
+    size: object = None,
+) -> ModelSource:
+    """A checked :class:`ModelSource`; a bad field is a :class:`PluginError` naming the plugin."""
+
+    def bad(field: str, problem: str) -> PluginError:
+        return PluginError(f"plugin '{plugin}': model source {name!r}: {field} {problem}")
+
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or name.endswith((".part", *WEIGHT_SUFFIXES)):
+        raise bad(
+            "name",
+            "must be letters, digits, '_', '-' or '.', starting with a letter or digit, "
+            "without a file suffix",
+        )
+    if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise bad("url", f"{url!r} is not an http:// or https:// URL")
+    path = urllib.parse.urlsplit(url).path.lower()
+    suffix = next((s for s in WEIGHT_SUFFIXES if path.endswith(s)), None)
+    if suffix is None:
+        raise bad("url", f"{url!r} does not end in a weight file suffix ({', '.join(WEIGHT_SUFFIXES)})")
+    for field, value in (("summary", summary), ("translates", translates)):
+        if not isinstance(value, str):
+            raise bad(field, f"{value!r} is not a string")
+    if weights_format is not None and not (isinstance(weights_format, str) and weights_format):
+        raise bad("weights_format", f"{weights_format!r} is not a format name")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256.lower())):
+        raise bad("sha256", f"{sha256!r} is not 64 hexadecimal digits")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise bad("size", f"{size!r} is not a positive number of bytes")
+    assert isinstance(summary, str) and isinstance(translates, str)
+    return ModelSource(
+        name=name,
+        url=url,
+        suffix=suffix,
+        plugin=plugin,
+        summary=" ".join(summary.split()),
+        translates=" ".join(translates.split()),
+        weights_format=weights_format if isinstance(weights_format, str) else None,
+        sha256=sha256.lower() if isinstance(sha256, str) else None,
+        size=size,
+    )
+
+
+class ModelSources(_Sources[ModelSource]):
+    """Every registered model source by name, in registration order; a name belongs to one plugin."""
+
+    what = "model"

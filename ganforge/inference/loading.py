@@ -27,6 +27,7 @@ from ganforge.inference.files import (
     read_safetensors,
     sniff,
 )
+from ganforge.inference.zoo import is_bare_name, resolve_source
 from ganforge.model import Direction, size_multiple
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.recipe import apply_overrides, validate_recipe
@@ -73,7 +74,7 @@ class Generator:
 
 
 def load_generator(
-    path: Path,
+    path: str | Path,
     *,
     direction: str | None = None,
     net: str | None = None,
@@ -83,20 +84,50 @@ def load_generator(
 ) -> Generator:
     """Load a generator from ``path`` (see the module docstring for the kinds of file).
 
+    ``path`` may also be the name of a pretrained model a plugin registers (and not an existing path):
+    its file in the model cache is loaded, downloaded first if need be (:mod:`ganforge.inference.zoo`).
+
     ``direction`` (one the checkpoint's model declares; default: its first)
     or ``net`` (one of its exported nets) picks the net of a ganforge checkpoint; other files hold one
     generator. ``weights_format`` is ``auto`` (detect), a core format or a plugin's format
     name. ``plugins`` are extra plugin modules or files (a recipe's plugins are loaded as well).
     """
-    path = Path(path)
-    device = torch.device(device)
+    resolved = resolve_source(path, plugins)
+    if weights_format == "auto" and resolved.weights_format is not None:
+        weights_format = resolved.weights_format
+    try:
+        generator = _load_path(resolved.path, direction, net, weights_format, torch.device(device), plugins)
+    except CheckpointError as exc:
+        if resolved.model is None:
+            raise
+        hint = f"; it is the cached download of '{resolved.model.name}': delete it to download it again"
+        raise CheckpointError(*exc.lines[:-1], exc.lines[-1] + hint) from None
+    if resolved.model is not None:
+        model = resolved.model
+        generator.label = f"{model.name} ({model.translates or model.summary}; {generator.label})"
+        fetched = resolved.fetched
+        if fetched is not None and not fetched.cached:
+            generator.notes.append(f"downloaded {model.name} from {model.url} to {resolved.path}")
+    return generator
+
+
+def _load_path(
+    path: Path,
+    direction: str | None,
+    net: str | None,
+    weights_format: str,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    """:func:`load_generator` of a path (names resolved)."""
     if path.is_dir():
         if weights_format not in ("auto", "checkpoint"):
             raise CheckpointError(f"{path}: is a folder; --format {weights_format} needs a file")
         checkpoint, data = find_checkpoint(path)
         return _from_checkpoint(checkpoint, data, direction, net, device, plugins)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        hint = " (nor a pretrained model's name: see ganforge models list)" if is_bare_name(path) else ""
+        raise CheckpointError(f"{path}: no such file{hint}")
     kind = sniff(path)
     expected = {
         "checkpoint": ("pickle",),
@@ -175,7 +206,7 @@ def _plugin_set(names: Sequence[str], base_dir: Path | None) -> PluginSet:
 
 
 def _from_checkpoint(
-    path: Path,
+    path: str | Path,
     data: Mapping[str, Any],
     direction: str | None,
     net: str | None,
@@ -269,7 +300,7 @@ def _plain_spec(spec: Any) -> dict[str, Any] | None:
 
 
 def _from_export(
-    path: Path,
+    path: str | Path,
     tensors: dict[str, torch.Tensor],
     metadata: Mapping[str, str],
     device: torch.device,
@@ -299,7 +330,7 @@ def _from_export(
 
 
 def _from_plugins(
-    path: Path,
+    path: str | Path,
     state: dict[str, torch.Tensor],
     weights_format: str,
     device: torch.device,
@@ -405,7 +436,7 @@ def describe_spec(spec: Mapping[str, Any]) -> str:
 def _module_generator(
     module: nn.Module,
     kind: str,
-    path: Path,
+    path: str | Path,
     device: torch.device,
     spec: dict[str, Any] | None,
     plugin: str | None,

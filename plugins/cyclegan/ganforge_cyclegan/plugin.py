@@ -7,7 +7,7 @@ from typing import Any
 
 from ganforge import hookimpl
 from ganforge.errors import CheckpointError
-from ganforge.hookspecs import Register, SourceRegister
+from ganforge.hookspecs import ModelSourceRegister, Register, SourceRegister
 from ganforge_cyclegan.any_resnet import FORMATS as RESNET_FORMATS
 from ganforge_cyclegan.any_resnet import load_any_resnet
 from ganforge_cyclegan.model import CycleGANParams, build_cyclegan
@@ -15,6 +15,7 @@ from ganforge_cyclegan.pool import HistoryPoolParams, build_history_pool
 from ganforge_cyclegan.reference import FORMAT as REFERENCE_FORMAT
 from ganforge_cyclegan.reference import load_reference_generator
 from ganforge_cyclegan.sources import register_sources
+from ganforge_cyclegan.zoo import register_models as register_zoo
 
 
 @hookimpl
@@ -31,6 +32,12 @@ def register_models(register: Register) -> None:
 def register_dataset_sources(register: SourceRegister) -> None:
     """The authors' archives (``ganforge fetch --list``)."""
     register_sources(register)
+
+
+@hookimpl
+def register_model_sources(register: ModelSourceRegister) -> None:
+    """The authors' pretrained generators (``ganforge models list``)."""
+    register_zoo(register)
 
 
 @hookimpl

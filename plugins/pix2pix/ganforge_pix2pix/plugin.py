@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from pydantic import Field
 
 from ganforge import Params, hookimpl
-from ganforge.hookspecs import Register, SourceRegister
+from ganforge.hookspecs import ModelSourceRegister, Register, SourceRegister
 from ganforge_pix2pix.facades import SyntheticFacades
 from ganforge_pix2pix.model import Pix2PixParams, build_pix2pix
+from ganforge_pix2pix.reference import FORMAT as REFERENCE_FORMAT
+from ganforge_pix2pix.reference import load_reference_unet
 from ganforge_pix2pix.sources import register_sources
+from ganforge_pix2pix.zoo import register_models as register_zoo
 
 
 class SyntheticFacadesParams(Params):
@@ -42,3 +48,19 @@ def register_datasets(register: Register) -> None:
 def register_dataset_sources(register: SourceRegister) -> None:
     """The authors' paired archives (``ganforge fetch --list``)."""
     register_sources(register)
+
+
+@hookimpl
+def register_model_sources(register: ModelSourceRegister) -> None:
+    """The authors' pretrained U-Nets, as ``pix2pix_<name>`` (``ganforge models list``)."""
+    register_zoo(register)
+
+
+@hookimpl
+def load_generator_weights(
+    path: Path, state: dict[str, Any], weights_format: str | None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """U-Nets saved by the authors' implementation (``--format reference_unet``, or detected by key)."""
+    if weights_format not in (None, REFERENCE_FORMAT):
+        return None
+    return load_reference_unet(state, str(path), named=weights_format == REFERENCE_FORMAT)
