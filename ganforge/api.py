@@ -155,9 +155,7 @@ def train(
     if resume is not None:
         checkpoint, state = find_checkpoint(Path(resume))
         if run_dir is not None and run_dir.resolve() != run_dir_of(checkpoint).resolve():
-            raise GanforgeError(
-                "--run-dir cannot be given with --resume: the run continues in its own directory"
-            )
+            raise GanforgeError("--run-dir cannot be given with --resume: the run continues in its own directory")
         run_dir = run_dir_of(checkpoint)
         loaded = _resumed_recipe(state, checkpoint, recipe, overrides)
         check_compatible(state, checkpoint, loaded.recipe.to_dict(), allow_version_mismatch)
@@ -237,12 +235,7 @@ def load(
     prepared by ``backend`` (``auto``: the fastest available on the device; ``direct``: torch's layers)."""
     device = select_device(device) if isinstance(device, str) else device
     generator = load_generator(
-        Path(source),
-        direction=direction,
-        net=net,
-        weights_format=weights_format,
-        device=device,
-        plugins=plugins,
+        Path(source), direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
     )
     apply_backend(backend, generator, plugins=[*generator.plugins, *plugins])
     return generator
@@ -300,31 +293,23 @@ def check_translation_options(image_format: str, tiling: Tiling) -> str:
     return "jpeg" if image_format == "jpg" else image_format
 
 
-def plan_translation(
-    inputs: Path, out: Path, image_format: str = "auto", overwrite: bool = False
-) -> list[Job]:
+def plan_translation(inputs: Path, out: Path, image_format: str = "auto", overwrite: bool = False) -> list[Job]:
     """The (source, target) pairs of a translation, refusing to overwrite or to collide."""
     if inputs.is_dir() and out.resolve() == inputs.resolve():
         raise GanforgeError(f"--out {out}: is the input folder; write the translations somewhere else")
     found = find_images(inputs, exclude=out)
     if not found:
         raise GanforgeError(f"{inputs}: no images (looked for .png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff)")
-    jobs = [
-        Job(path, out / relative.with_suffix(output_suffix(path, image_format))) for path, relative in found
-    ]
+    jobs = [Job(path, out / relative.with_suffix(output_suffix(path, image_format))) for path, relative in found]
     targets: dict[Path, Path] = {}
     for job in jobs:
         if job.target in targets:
-            raise GanforgeError(
-                f"{targets[job.target]} and {job.source} would both be written to {job.target}"
-            )
+            raise GanforgeError(f"{targets[job.target]} and {job.source} would both be written to {job.target}")
         targets[job.target] = job.source
     existing = [job.target for job in jobs if job.target.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise GanforgeError(
-            f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another --out"
-        )
+        raise GanforgeError(f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another --out")
     return jobs
 
 
@@ -438,9 +423,7 @@ def export(
     targets = {f: out / f"{name}{EXPORT_SUFFIXES[f]}" for f in formats}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not overwrite:
-        raise GanforgeError(
-            f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name"
-        )
+        raise GanforgeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name")
     shape = (1, generator.in_channels, check_size, check_size + 8)  # not square: height and width stay apart
     written = []
     for fmt, path in targets.items():
@@ -452,8 +435,6 @@ def export(
             save_safetensors(generator, path)
         else:
             save_torchscript(generator, path)
-        reloaded = load_generator(
-            path, weights_format=fmt, device="cpu", plugins=generator.plugins or plugins
-        )
+        reloaded = load_generator(path, weights_format=fmt, device="cpu", plugins=generator.plugins or plugins)
         written.append(Exported(path, fmt, max_abs_diff(generator, reloaded, shape), how))
     return written

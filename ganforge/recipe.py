@@ -63,9 +63,7 @@ class TrainSection(_Section):
             "same). Needs compile = true; CUDA only (elsewhere the networks are compiled without them)."
         ),
     )
-    cudnn_benchmark: bool = Field(
-        True, description="Let cuDNN pick the fastest convolution algorithms (CUDA)."
-    )
+    cudnn_benchmark: bool = Field(True, description="Let cuDNN pick the fastest convolution algorithms (CUDA).")
     num_workers: int = Field(0, ge=0, le=512, description="DataLoader worker processes.")
     log_every: int = Field(10, ge=1, description="Steps between loss log entries.")
     deterministic: bool = Field(False, description="Ask torch for deterministic algorithms.")
@@ -149,9 +147,7 @@ class TrainSection(_Section):
     @model_validator(mode="after")
     def _check_cuda_graphs(self) -> TrainSection:
         if self.cuda_graphs and not self.compile:
-            raise ValueError(
-                "cuda_graphs = true needs compile = true (the graphs replay torch.compile's kernels)"
-            )
+            raise ValueError("cuda_graphs = true needs compile = true (the graphs replay torch.compile's kernels)")
         return self
 
 
@@ -383,9 +379,7 @@ def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
         old = section.pop("direction")
         match = re.fullmatch(r"([AB])to([AB])", old) if isinstance(old, str) else None
         if match is None or match.group(1) == match.group(2):
-            raise RecipeError(
-                f'data.direction: {old!r} is not an option; it is now a_half = "left" or "right"'
-            )
+            raise RecipeError(f"data.direction: {old!r} is not an option; it is now a_half = \"left\" or \"right\"")
         section.setdefault("a_half", "left" if match.group(1) == "A" else "right")
         data = {**data, "data": section}
     train = data.get("train")
@@ -395,8 +389,8 @@ def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
     old = train.pop("conv_algorithm")
     if not isinstance(old, str):  # it held "direct" or the name of the faster CPU layers
         raise RecipeError(
-            f'train.conv_algorithm: {old!r} is not an option; it is now [train.backend] type = "auto", '
-            '"direct" or a plugin\'s backend'
+            f"train.conv_algorithm: {old!r} is not an option; it is now [train.backend] type = \"auto\", "
+            "\"direct\" or a plugin's backend"
         )
     train.setdefault("backend", {"type": "direct" if old == "direct" else "auto"})
     return {**data, "train": train}

@@ -17,9 +17,7 @@ from ganforge.registry import ComponentSpec
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe TOML file.", show_default=False)]
 SetOption = Annotated[
     Optional[list[str]],  # noqa: UP045 (typer needs Optional here)
-    typer.Option(
-        "--set", "-s", help="Override a recipe value: KEY.PATH=VALUE (repeatable).", show_default=False
-    ),
+    typer.Option("--set", "-s", help="Override a recipe value: KEY.PATH=VALUE (repeatable).", show_default=False),
 ]
 
 
@@ -64,10 +62,7 @@ def run(
     ] = None,
     init_only: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option(
-            help="With --init-from: load only these nets (by the model's names; repeatable).",
-            show_default=False,
-        ),
+        typer.Option(help="With --init-from: load only these nets (by the model's names; repeatable).", show_default=False),
     ] = None,
     allow_version_mismatch: Annotated[
         bool, typer.Option(help="Resume a checkpoint written by another ganforge version.")

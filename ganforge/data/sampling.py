@@ -36,14 +36,7 @@ class EpochSampler(Sampler[tuple[int, int, int]]):
     """
 
     def __init__(
-        self,
-        length: int,
-        seed: int,
-        shuffle: bool = True,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        batch_size: int = 1,
+        self, length: int, seed: int, shuffle: bool = True, *, rank: int = 0, world_size: int = 1, batch_size: int = 1
     ) -> None:
         self.length = length
         self.seed = seed

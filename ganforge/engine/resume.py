@@ -46,9 +46,7 @@ def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
         return path, load_checkpoint(path)
     folder = path / RunDir.CHECKPOINTS
     if not folder.is_dir():
-        raise CheckpointError(
-            f"{path}: neither a checkpoint file nor a run directory with {RunDir.CHECKPOINTS}/"
-        )
+        raise CheckpointError(f"{path}: neither a checkpoint file nor a run directory with {RunDir.CHECKPOINTS}/")
     candidates = [folder / "latest.pt", *sorted(folder.glob("epoch_*.pt"), reverse=True)]
     problems = []
     for candidate in candidates:
@@ -80,8 +78,7 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     lines = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key) and not any(
-            key == allowed or (allowed.endswith(".") and key.startswith(allowed))
-            for allowed in MAY_CHANGE_ON_RESUME
+            key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in MAY_CHANGE_ON_RESUME
         ):
             lines.append(f"{key}: checkpoint {a.get(key, '(unset)')!r}, recipe {b.get(key, '(unset)')!r}")
     return lines
@@ -133,19 +130,16 @@ def init_from(model: nn.Module, source: Path, only: Sequence[str] = ()) -> str:
         unknown = sorted({net for net in only if not any(k.startswith(f"{net}.") for k in own)})
         if unknown:
             nets = sorted({k.split(".")[0] for k in own})
-            raise GanforgeError(
-                f"--init-only {', '.join(unknown)}: not in this model; its nets: {', '.join(nets)}"
-            )
+            raise GanforgeError(f"--init-only {', '.join(unknown)}: not in this model; its nets: {', '.join(nets)}")
         state = {k: v for k, v in state.items() if any(k.startswith(f"{net}.") for net in only)}
     state = {k: v for k, v in state.items() if torch.is_tensor(v)}  # weights, not pools or other state
-    fitting = {
-        k: v for k, v in state.items() if k in own and torch.is_tensor(own[k]) and own[k].shape == v.shape
-    }
+    fitting = {k: v for k, v in state.items() if k in own and torch.is_tensor(own[k]) and own[k].shape == v.shape}
     if not fitting:
         raise CheckpointError(f"{source}: no weights fit this model (names or shapes differ everywhere)")
     model.load_state_dict(fitting, strict=False)
     skipped = len(state) - len(fitting)
     nets = sorted({k.split(".")[0] for k in fitting})
-    return f"initialised {len(fitting)} tensors ({', '.join(nets)}) from {source}" + (
-        f"; {skipped} did not fit and were skipped" if skipped else ""
+    return (
+        f"initialised {len(fitting)} tensors ({', '.join(nets)}) from {source}"
+        + (f"; {skipped} did not fit and were skipped" if skipped else "")
     )

@@ -213,13 +213,9 @@ def select_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GanforgeError(
-            f"train.device: '{name}' asked for, but this torch sees no CUDA device; use 'cpu' or 'auto'"
-        )
+        raise GanforgeError(f"train.device: '{name}' asked for, but this torch sees no CUDA device; use 'cpu' or 'auto'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise GanforgeError(
-            f"train.device: '{name}' asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
-        )
+        raise GanforgeError(f"train.device: '{name}' asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise GanforgeError("train.device: 'mps' asked for, but MPS is not available; use 'cpu' or 'auto'")
     return device
@@ -295,9 +291,7 @@ def make_runtime(train: Any, registries: Registries | None = None) -> Runtime:
     if world_size > 1:
         device = _join_process_group(device, rank, world_size, train.dist_timeout)
     if train.precision == "fp16" and device.type != "cuda":
-        raise GanforgeError(
-            f"train.precision: 'fp16' needs a CUDA device (this run is on {device}); use 'bf16' or 'fp32'"
-        )
+        raise GanforgeError(f"train.precision: 'fp16' needs a CUDA device (this run is on {device}); use 'bf16' or 'fp32'")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
     if registries is None:

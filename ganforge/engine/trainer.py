@@ -143,9 +143,7 @@ class Trainer:
         for net in self.networks.values():
             runtime.broadcast_module(net)  # every rank starts from rank 0's weights
         # nets with floating buffers (batch-norm statistics) get rank 0's at every step, as DDP does
-        self._buffered = [
-            n for n in self.networks.values() if any(b.is_floating_point() for b in n.buffers())
-        ]
+        self._buffered = [n for n in self.networks.values() if any(b.is_floating_point() for b in n.buffers())]
         if runtime.rank != 0:
             random.seed(own_seed)
             torch.manual_seed(own_seed)
@@ -247,9 +245,7 @@ class Trainer:
         """Under several processes, a stop asked on any rank (its SIGTERM) is taken by every rank."""
         if not self.runtime.distributed:
             return
-        code = self.runtime.agree_stop(
-            STOP_CODES.get(self.stop_requested or "", 0) if self.stop_requested else 0
-        )
+        code = self.runtime.agree_stop(STOP_CODES.get(self.stop_requested or "", 0) if self.stop_requested else 0)
         if code and self.stop_requested is None:
             self.stop_requested = {v: k for k, v in STOP_CODES.items()}[code]
 
@@ -288,9 +284,7 @@ class Trainer:
             f"checkpoint saved; resume with: ganforge run --resume {self.run_dir.path}",
         )
 
-    def _mean_losses(
-        self, sums: dict[str, torch.Tensor], count: int, reduce: bool = True
-    ) -> dict[str, float]:
+    def _mean_losses(self, sums: dict[str, torch.Tensor], count: int, reduce: bool = True) -> dict[str, float]:
         """Mean losses as floats (one device synchronisation; under several processes the mean over
         the ranks, which every rank gets); a NaN or Inf stops the run."""
         if not sums:
@@ -386,9 +380,7 @@ class Trainer:
             # Another number of processes: continue at the same place in the epoch's data order, rounded
             # down to a whole global batch of this run (those few items are seen again).
             done = (self.step - self.epoch * int(state["steps_per_epoch"])) * saved_batch
-            self.step = self.epoch * self.steps_per_epoch + min(
-                done // self.global_batch, self.steps_per_epoch
-            )
+            self.step = self.epoch * self.steps_per_epoch + min(done // self.global_batch, self.steps_per_epoch)
         if self.runtime.rank != 0:
             # the checkpoint holds rank 0's RNG; the others draw afresh from their seed and the step
             own = mix_seed(rank_seed(self.recipe.seed, self.runtime.rank), self.step) % 2**31
