@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -133,9 +134,8 @@ def _start_and_signal(
 
 
 def test_two_processes_write_one_run_directory(tmp_path: Path) -> None:
-    result = run(
-        2, str(RECIPES / "quickstart.toml"), *_sets([*SMALL, "train.epochs=2", f"output.root={tmp_path}"])
-    )
+    overrides = [*SMALL, "train.epochs=2", "train.lr_scaling=linear", f"output.root={tmp_path}"]
+    result = run(2, str(RECIPES / "quickstart.toml"), *_sets(overrides))
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list(tmp_path.iterdir())
     assert len(runs) == 1, runs
@@ -155,6 +155,12 @@ def test_two_processes_write_one_run_directory(tmp_path: Path) -> None:
         2,
         4,
     )
+    # lr_scaling linear: 2 processes, 2 x the recipe's 2e-4 (constant schedule)
+    assert [g["lr"] for g in state["optimizers"]["G"]["param_groups"]] == [pytest.approx(4e-4)]
+    # the per-epoch line: global images per second = steps per second x the global batch (2)
+    line = next(line for line in result.stdout.splitlines() if "epoch 2/2" in line and "img/s" in line)
+    its, imgs = (float(w) for w in re.findall(r"([0-9.]+) (?:it|img)/s", line))
+    assert imgs == pytest.approx(2 * its, abs=0.11)
     steps = [
         line for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"kind": "step"' in line
     ]
