@@ -224,6 +224,8 @@ def test_stopped_two_process_run_resumes_on_one_and_on_two(tmp_path: Path) -> No
     result, _ = _start_and_signal(tmp_path, overrides, signal.SIGTERM)
     assert result.returncode != 0
     assert "checkpoint saved" in result.stderr, result.stderr[-3000:]
+    assert result.stderr.count("checkpoint saved") == 1  # rank 0's line
+    assert "stopped: SIGTERM: rank 1 stopped with rank 0 at step" in result.stderr
     run_dir = next((tmp_path / "runs").iterdir())
     assert len(list((tmp_path / "runs").iterdir())) == 1
     saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")

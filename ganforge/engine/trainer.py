@@ -278,6 +278,8 @@ class Trainer:
         signal_name = self.stop_requested or "stop"
         self.save_checkpoint(f"{self.run_dir.CHECKPOINTS}/latest.pt")
         self.runtime.barrier("the barrier after the stop checkpoint")  # no rank exits before it is written
+        if not self.runtime.is_main:  # rank 0 says where the checkpoint is
+            raise Stopped(signal_name, f"{signal_name}: rank {self.runtime.rank} stopped with rank 0 at step {self.step}")
         raise Stopped(
             signal_name,
             f"{signal_name} at step {self.step} (epoch {self.epoch + 1}/{self.epochs}); "
