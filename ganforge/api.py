@@ -171,8 +171,11 @@ def train(
     for plugin in loaded.plugins.failed:
         sys.stderr.write(f"warning: plugin '{plugin.name}' ({plugin.source}) skipped: {plugin.error}\n")
     r = loaded.recipe
+    runtime = make_runtime(r.train, loaded.registries)  # under torchrun: joins the process group
+    if not runtime.is_main:
+        console = Console(quiet=True)  # rank 0 alone reports
     path = run_dir if run_dir is not None else _new_run_dir(Path(r.output.root), r.name)
-    runtime = make_runtime(r.train, loaded.registries)
+    path = runtime.broadcast_object(path)  # rank 0 names the run directory; the others write nothing
     out = RunDir(path, is_main=runtime.is_main)
     built: list[Callback] = [
         ProgressBar(console),
@@ -206,6 +209,7 @@ def train(
     started = time.perf_counter()
     with polite_signals(trainer, handle_signals):
         losses = trainer.fit()
+    runtime.finish()
     return Run(
         path=path,
         recipe=r,

@@ -7,7 +7,7 @@ read a model's :meth:`TrainingModel.directions` and :meth:`TrainingModel.exporte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,10 +84,17 @@ class Optimizers:
     """
 
     def __init__(
-        self, optimizers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler | None = None
+        self,
+        optimizers: dict[str, torch.optim.Optimizer],
+        scaler: torch.amp.GradScaler | None = None,
+        reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None,
     ) -> None:
         self._optimizers = optimizers
         self.scaler = scaler
+        # Under several processes: averages the group's gradients over the ranks between backward and
+        # step (what DistributedDataParallel does), so a model may call a net several times per step,
+        # freeze it during another group's update or differentiate it twice (gradient penalties).
+        self.reduce_gradients = reduce_gradients
 
     def __getitem__(self, name: str) -> torch.optim.Optimizer:
         return self._optimizers[name]
@@ -101,10 +108,16 @@ class Optimizers:
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
+            self._reduce(optimizer)
             optimizer.step()
         else:
             self.scaler.scale(loss).backward()
+            self._reduce(optimizer)  # the scale is the same on every rank; an Inf reaches them all
             self.scaler.step(optimizer)  # skipped when the scaled gradients hold Inf/NaN
+
+    def _reduce(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.reduce_gradients is not None:
+            self.reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
 
     def end_step(self) -> None:
         """Called by the engine once per training step, after the model's updates."""

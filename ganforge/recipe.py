@@ -67,6 +67,18 @@ class TrainSection(_Section):
     num_workers: int = Field(0, ge=0, le=512, description="DataLoader worker processes.")
     log_every: int = Field(10, ge=1, description="Steps between loss log entries.")
     deterministic: bool = Field(False, description="Ask torch for deterministic algorithms.")
+    lr_scaling: Literal["none", "linear"] = Field(
+        "none",
+        description="Under torchrun: none keeps the recipe's learning rates; linear multiplies them by the "
+        "number of processes (the global batch is batch_size x processes).",
+    )
+    dist_timeout: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        description="Under torchrun: seconds a process waits for the others (a collective, a barrier) "
+        "before it stops with an error; must exceed the longest evaluation at an epoch's end.",
+    )
     optimizer: ComponentSpec = Field(
         default_factory=lambda: ComponentSpec(type="adam"), description="Optimizer of every net."
     )

@@ -81,6 +81,8 @@ def run(
         handle_signals=True,
         allow_version_mismatch=allow_version_mismatch,
     )
+    if not run.trainer.runtime.is_main:
+        return  # under torchrun, rank 0 alone reports
     minutes, seconds = divmod(run.seconds, 60)
     console.print(
         f"done in {int(minutes)} min {seconds:.1f} s; final losses: "

@@ -27,12 +27,23 @@ def mix_seed(*parts: int) -> int:
 
 
 class EpochSampler(Sampler[tuple[int, int, int]]):
-    """Yields ``(epoch, position, index)`` for the positions ``start..length-1`` of an epoch."""
+    """Yields ``(epoch, position, index)`` for the positions ``start..length-1`` of an epoch.
 
-    def __init__(self, length: int, seed: int, shuffle: bool = True) -> None:
+    Under several processes (``world_size`` > 1) the epoch's order is the same on every rank and cut
+    into global batches of ``batch_size x world_size`` positions; rank ``r`` takes the ``r``-th
+    ``batch_size`` positions of each. Positions stay global, so an item's random draws (its crop, its
+    unpaired B image) are those a single process with the global batch would make.
+    """
+
+    def __init__(
+        self, length: int, seed: int, shuffle: bool = True, *, rank: int = 0, world_size: int = 1, batch_size: int = 1
+    ) -> None:
         self.length = length
         self.seed = seed
         self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.batch_size = batch_size
         self.epoch = 0
         self.start = 0
 
@@ -49,10 +60,16 @@ class EpochSampler(Sampler[tuple[int, int, int]]):
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         order = self.order(self.epoch).tolist()
         for position in range(self.start, self.length):
-            yield (self.epoch, position, order[position])
+            if self._mine(position):
+                yield (self.epoch, position, order[position])
+
+    def _mine(self, position: int) -> bool:
+        return self.world_size == 1 or (position // self.batch_size) % self.world_size == self.rank
 
     def __len__(self) -> int:
-        return max(0, self.length - self.start)
+        if self.world_size == 1:
+            return max(0, self.length - self.start)
+        return sum(1 for position in range(self.start, self.length) if self._mine(position))
 
 
 class SeededItems(Dataset):

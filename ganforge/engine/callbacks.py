@@ -39,6 +39,7 @@ class Trainer(Protocol):
     epochs: int
     step: int  # steps completed
     steps_per_epoch: int
+    global_batch: int  # images per domain in one step, over all processes
     sample_batch: dict[str, torch.Tensor]
 
     @property
@@ -125,7 +126,10 @@ class ProgressBar(Callback):
     def _speed(self, trainer: Trainer) -> str:
         elapsed = time.perf_counter() - self.started
         done = trainer.step - self.start_step
-        return f"{done / elapsed:.2f} it/s" if elapsed > 0 and done else ""
+        if not (elapsed > 0 and done):
+            return ""
+        images = getattr(trainer, "global_batch", 1) * done / elapsed  # over all processes
+        return f"{done / elapsed:.2f} it/s {images:.1f} img/s"
 
     def on_step_end(self, trainer: Trainer, losses: dict[str, float] | None) -> None:
         assert self.progress is not None

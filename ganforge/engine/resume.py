@@ -30,6 +30,7 @@ MAY_CHANGE_ON_RESUME = (
     "train.num_workers",
     "train.log_every",
     "train.deterministic",
+    "train.dist_timeout",
     "data.on_corrupt",
     "eval.",
     "output.",

@@ -1,12 +1,17 @@
-"""Where a run executes: device, precision, backend and (later) the distributed process group.
+"""Where a run executes: device, precision, backend and the distributed process group.
 
 Every place that depends on *where* code runs asks the :class:`Runtime`; files are written only
 through :class:`~ganforge.engine.rundir.RunDir`, which does nothing on ranks other than 0.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) :func:`make_runtime` joins the process group (gloo on the CPU,
+NCCL on CUDA) and the runtime's collective helpers average gradients, losses and the stop flag across
+ranks. With one process every helper returns at once: the single-process run is the same code path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -14,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ganforge.backends import Backend, Selector
-from ganforge.errors import GanforgeError, GanforgeWarning, RecipeError
+from ganforge.errors import GanforgeError, GanforgeWarning, RecipeError, TrainingError
 from ganforge.plugins import collect_registries, make_plugin_manager
 from ganforge.registry import ComponentSpec, Registries
 
@@ -38,6 +44,87 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    # ------------------------------------------------------------------ collectives (no-ops alone)
+
+    def _collective(self, what: str, call: Any) -> Any:
+        """Run one collective; a peer that died or timed out becomes one clear line, not a hang."""
+        try:
+            return call()
+        except (RuntimeError, ValueError) as exc:  # torch's DistBackendError is a RuntimeError
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise TrainingError(
+                f"rank {self.rank}/{self.world_size}: lost the other processes during {what} ({first[:200]}); "
+                "another rank stopped, died or timed out (train.dist_timeout); exiting"
+            ) from None
+
+    def average_gradients(self, params: Sequence[torch.Tensor]) -> None:
+        """Replace each parameter's gradient by its mean over the ranks (one flat all-reduce).
+
+        A parameter without a gradient takes part as zeros and keeps no gradient, so every rank sends
+        the same layout; the models' updates give gradients to the same parameters on every rank."""
+        if not self.distributed:
+            return
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._collective("the gradient all-reduce", lambda: dist.all_reduce(flat))
+        flat /= self.world_size
+        offset = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            if p.grad is not None:
+                p.grad.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def mean_across_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` averaged over the ranks (the logged losses, at log steps only)."""
+        if not self.distributed:
+            return values
+        values = values.detach().clone()
+        self._collective("the loss all-reduce", lambda: dist.all_reduce(values))
+        return values / self.world_size
+
+    def agree_stop(self, code: int) -> int:
+        """The largest stop code of all ranks (0: none): one rank's SIGTERM stops every rank."""
+        if not self.distributed:
+            return code
+        flag = torch.tensor([code], dtype=torch.int32, device=self.device)
+        self._collective("the stop-flag all-reduce", lambda: dist.all_reduce(flag, op=dist.ReduceOp.MAX))
+        return int(flag.item())
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (a run directory's name, evaluation scores)."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        self._collective("a broadcast from rank 0", lambda: dist.broadcast_object_list(box, src=0))
+        return box[0]
+
+    def broadcast_module(self, module: nn.Module, buffers_only: bool = False) -> None:
+        """Copy rank 0's parameters (and buffers) of ``module`` to every rank."""
+        if not self.distributed:
+            return
+        tensors = [] if buffers_only else [p.data for p in module.parameters()]
+        tensors += [b for b in module.buffers() if b.is_floating_point() or not buffers_only]
+        for tensor in tensors:
+            self._collective("a broadcast from rank 0", lambda t=tensor: dist.broadcast(t, src=0))
+
+    def barrier(self, what: str = "a barrier") -> None:
+        if self.distributed:
+            self._collective(what, dist.barrier)
+
+    def finish(self) -> None:
+        """Leave the process group (after a last barrier, so no rank exits while rank 0 still writes)."""
+        if self.distributed and dist.is_initialized():
+            self.barrier("the final barrier")
+            dist.destroy_process_group()
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
@@ -199,11 +286,10 @@ def make_runtime(train: Any, registries: Registries | None = None) -> Runtime:
     """The runtime for a recipe's ``[train]`` section; ``registries`` are the recipe's (those of the
     built-in and installed plugins if not given), where ``train.backend`` is chosen from."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:
-        raise GanforgeError(
-            f"WORLD_SIZE={world_size}: distributed training is not supported yet; run one process"
-        )
+    rank = int(os.environ.get("RANK", "0"))
     device = select_device(train.device)
+    if world_size > 1:
+        device = _join_process_group(device, rank, world_size, train.dist_timeout)
     if train.precision == "fp16" and device.type != "cuda":
         raise GanforgeError(f"train.precision: 'fp16' needs a CUDA device (this run is on {device}); use 'bf16' or 'fp32'")
     if device.type == "cuda":
@@ -219,4 +305,38 @@ def make_runtime(train: Any, registries: Registries | None = None) -> Runtime:
         backend=backend,
         backend_note=note,
         cuda_graphs=train.cuda_graphs,
+        rank=rank,
+        world_size=world_size,
     )
+
+
+def _join_process_group(device: torch.device, rank: int, world_size: int, timeout: float) -> torch.device:
+    """Join torchrun's process group: NCCL with one GPU per process (``cuda:LOCAL_RANK``) on CUDA,
+    gloo on the CPU. The rendezvous address comes from torchrun's environment (MASTER_ADDR/PORT)."""
+    if device.type == "mps":
+        raise GanforgeError("train.device: distributed training runs on CUDA or the CPU, not MPS")
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise GanforgeError(
+                f"LOCAL_RANK={local}: this node has {torch.cuda.device_count()} CUDA device(s); "
+                "start at most that many processes per node"
+            )
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(
+                backend="nccl" if device.type == "cuda" else "gloo",
+                rank=rank,
+                world_size=world_size,
+                timeout=datetime.timedelta(seconds=timeout),
+                **({"device_id": device} if device.type == "cuda" else {}),
+            )
+        except (RuntimeError, ValueError) as exc:
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            raise GanforgeError(
+                f"rank {rank}/{world_size}: cannot join the process group ({first[:200]}); start the run "
+                "with torchrun, which sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT"
+            ) from None
+    return device

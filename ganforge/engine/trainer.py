@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ganforge._version import __version__
-from ganforge.data.sampling import EpochSampler, SeededItems
+from ganforge.data.sampling import EpochSampler, SeededItems, mix_seed
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.channels import channel_error, check_channels, check_sizes
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
@@ -30,6 +30,14 @@ from ganforge.recipe import Recipe
 
 #: Exit codes of a run stopped by a signal (128 + signal number, as shells report them).
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+#: Stop requests as the numbers the ranks agree on (the largest wins); 0 is none.
+STOP_CODES = {"stop": 1, "SIGINT": 2, "SIGTERM": 3}
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s own random draws (dropout, image pools): the recipe's on rank 0."""
+    return seed if rank == 0 else mix_seed(seed, 0x5EED, rank) % 2**31
 
 
 class Stopped(GanforgeError):
@@ -74,7 +82,8 @@ class Trainer:
         self.recipe = recipe
         self.runtime = runtime
         self.run_dir = run_dir
-        self.callbacks = list(callbacks)
+        # Callbacks watch and write (progress, logs, samples, checkpoints, evaluation): rank 0 only.
+        self.callbacks = list(callbacks) if runtime.is_main else []
         train = recipe.train
         self.epochs = train.epochs
         self.epoch = 0  # epochs completed
@@ -90,10 +99,12 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         dataset = recipe.data.build("train")
-        if len(dataset) < train.batch_size:
+        self.global_batch = train.batch_size * runtime.world_size  # images per domain per step, all ranks
+        if len(dataset) < self.global_batch:
+            across = f" x {runtime.world_size} processes" if runtime.distributed else ""
             raise DatasetError(
                 f"data: the {recipe.data.type} training set has {len(dataset)} items, fewer than "
-                f"train.batch_size ({train.batch_size})"
+                f"train.batch_size ({train.batch_size}){across}"
             )
         try:
             sample_set = recipe.data.build("test")
@@ -103,7 +114,13 @@ class Trainer:
             sample_set = dataset  # no test split: show training images
         self.sample_batch = runtime.prepare_batch(_fixed_batch(sample_set, recipe.output.n_samples))
 
-        self.sampler = EpochSampler(len(dataset), recipe.seed)
+        self.sampler = EpochSampler(
+            len(dataset),
+            recipe.seed,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
+            batch_size=train.batch_size,
+        )
         self.loader = DataLoader(
             SeededItems(dataset, recipe.seed),
             batch_size=train.batch_size,
@@ -113,21 +130,35 @@ class Trainer:
             persistent_workers=train.num_workers > 0,  # the sampler runs in this process
             pin_memory=runtime.device.type == "cuda",
         )
-        self.steps_per_epoch = len(dataset) // train.batch_size
+        self.steps_per_epoch = len(dataset) // self.global_batch
         if train.max_iters_per_epoch is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, train.max_iters_per_epoch)
 
-        model = recipe.model.build(recipe.seed)
+        own_seed = rank_seed(recipe.seed, runtime.rank)
+        model = recipe.model.build(own_seed)  # the seed feeds the model's own draws (its pools)
         check_channels(model, recipe, self.sample_batch)
         check_sizes(model, recipe, self.sample_batch)
         self.model = runtime.prepare_model(model, model.networks())
         self.model.train()
+        self.networks = dict(model.networks())
+        for net in self.networks.values():
+            runtime.broadcast_module(net)  # every rank starts from rank 0's weights
+        # nets with floating buffers (batch-norm statistics) get rank 0's at every step, as DDP does
+        self._buffered = [n for n in self.networks.values() if any(b.is_floating_point() for b in n.buffers())]
+        if runtime.rank != 0:
+            random.seed(own_seed)
+            torch.manual_seed(own_seed)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
         groups = self.model.optimizer_groups()
         train.check_groups(list(groups))
         for name, params in groups.items():
             optimizer = train.optimizer_for(name).build(list(params))
+            if train.lr_scaling == "linear" and runtime.distributed:
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] *= runtime.world_size
+                    if "initial_lr" in param_group:
+                        param_group["initial_lr"] *= runtime.world_size
             self.optimizers[name] = optimizer
             self.schedulers[name] = train.scheduler_for(name).build(optimizer, self.epochs)
         self.scaler = runtime.grad_scaler()
@@ -152,14 +183,16 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         """Train until ``train.epochs`` are done; return the last epoch's mean losses."""
-        optimizers = Optimizers(self.optimizers, self.scaler)
+        runtime = self.runtime
+        reduce = runtime.average_gradients if runtime.distributed else None
+        optimizers = Optimizers(self.optimizers, self.scaler, reduce_gradients=reduce)
         log_every = self.recipe.train.log_every
         epoch_losses: dict[str, float] = {}
         for cb in self.callbacks:
             cb.on_train_start(self)
         try:
             while self.epoch < self.epochs:
-                self.sampler.set_epoch(self.epoch, self.position * self.recipe.train.batch_size)
+                self.sampler.set_epoch(self.epoch, self.position * self.global_batch)
                 batches = iter(self.loader)
                 while self.position < self.steps_per_epoch:
                     try:
@@ -168,6 +201,8 @@ class Trainer:
                         raise _unwrap_worker_error(exc) from None
                     batch = self.runtime.prepare_batch(batch)
                     self.runtime.step_begin()
+                    for net in self._buffered:
+                        runtime.broadcast_module(net, buffers_only=True)
                     try:
                         with self.runtime.autocast():
                             losses = self.model.train_step(batch, optimizers)
@@ -189,6 +224,7 @@ class Trainer:
                         self._window, self._window_steps = {}, 0
                     for cb in self.callbacks:
                         cb.on_step_end(self, report)
+                    self._agree_stop()
                     if self.stop_requested is not None and self.position < self.steps_per_epoch:
                         self._stop()
                 del batches
@@ -198,12 +234,21 @@ class Trainer:
                 self._totals = {}
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch_losses)
+                self._agree_stop()  # other ranks wait here while rank 0 evaluates and saves
                 if self.stop_requested is not None and self.epoch < self.epochs:
                     self._stop()
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         return epoch_losses
+
+    def _agree_stop(self) -> None:
+        """Under several processes, a stop asked on any rank (its SIGTERM) is taken by every rank."""
+        if not self.runtime.distributed:
+            return
+        code = self.runtime.agree_stop(STOP_CODES.get(self.stop_requested or "", 0) if self.stop_requested else 0)
+        if code and self.stop_requested is None:
+            self.stop_requested = {v: k for k, v in STOP_CODES.items()}[code]
 
     def _step_schedules(self, epoch_losses: dict[str, float]) -> None:
         """Step every schedule once. One that watches a value (its ``monitor``) gets the epoch's mean of
@@ -214,6 +259,7 @@ class Trainer:
             for cb in self.callbacks:
                 provide = getattr(cb, "epoch_values", None)
                 values.update(provide(self) if callable(provide) else {})
+            values = self.runtime.broadcast_object(values)  # evaluation runs on rank 0 only
         for name, scheduler in self.schedulers.items():
             monitor = watching[name]
             if not isinstance(monitor, str):
@@ -232,17 +278,22 @@ class Trainer:
     def _stop(self) -> None:
         signal_name = self.stop_requested or "stop"
         self.save_checkpoint(f"{self.run_dir.CHECKPOINTS}/latest.pt")
+        self.runtime.barrier("the barrier after the stop checkpoint")  # no rank exits before it is written
+        if not self.runtime.is_main:  # rank 0 says where the checkpoint is
+            raise Stopped(signal_name, f"{signal_name}: rank {self.runtime.rank} stopped with rank 0 at step {self.step}")
         raise Stopped(
             signal_name,
             f"{signal_name} at step {self.step} (epoch {self.epoch + 1}/{self.epochs}); "
             f"checkpoint saved; resume with: ganforge run --resume {self.run_dir.path}",
         )
 
-    def _mean_losses(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
-        """Mean losses as floats (one device synchronisation); a NaN or Inf stops the run."""
+    def _mean_losses(self, sums: dict[str, torch.Tensor], count: int, reduce: bool = True) -> dict[str, float]:
+        """Mean losses as floats (one device synchronisation; under several processes the mean over
+        the ranks, which every rank gets); a NaN or Inf stops the run."""
         if not sums:
             return {}
-        values = (torch.stack(list(sums.values())) / max(count, 1)).tolist()
+        stacked = torch.stack(list(sums.values())) / max(count, 1)
+        values = (self.runtime.mean_across_ranks(stacked) if reduce else stacked).tolist()
         losses = dict(zip(sums, values))
         for name, value in losses.items():
             if not math.isfinite(value):
@@ -267,13 +318,15 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "epoch_loss_sums": {k: v.cpu() for k, v in self._totals.items()},
+            "world_size": self.runtime.world_size,  # model state (pools) and RNG are rank 0's
+            "global_batch": self.global_batch,
             "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_state(),
         }
 
     def checkpoint_bytes(self) -> bytes:
         """The serialised checkpoint, after checking that nothing in it is NaN or Inf."""
-        self._mean_losses(self._totals, 1)
+        self._mean_losses(self._totals, 1, reduce=False)
         for name, param in self.model.named_parameters():
             if not bool(torch.isfinite(param).all()):
                 raise TrainingError(
@@ -285,6 +338,8 @@ class Trainer:
         return buffer.getvalue()
 
     def save_checkpoint(self, relative: str) -> Path | None:
+        if not self.run_dir.is_main:
+            return None
         return self.run_dir.atomic_write(relative, self.checkpoint_bytes())
 
     def estimated_checkpoint_bytes(self) -> int:
@@ -297,7 +352,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Continue from ``state`` (read by :func:`ganforge.engine.checkpoint.load_checkpoint`)."""
-        if state.get("steps_per_epoch") != self.steps_per_epoch:
+        saved_world = int(state.get("world_size", 1))
+        saved_batch = int(state.get("global_batch", state["recipe"].get("train", {}).get("batch_size", 1)))
+        changed = saved_world != self.runtime.world_size
+        if not changed and state.get("steps_per_epoch") != self.steps_per_epoch:
             raise CheckpointError(
                 f"{source}: the checkpoint's run had {state.get('steps_per_epoch')} steps per epoch, "
                 f"this one has {self.steps_per_epoch}; data or batch size changed"
@@ -321,6 +379,16 @@ class Trainer:
         set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
+        if changed:
+            # Another number of processes: continue at the same place in the epoch's data order, rounded
+            # down to a whole global batch of this run (those few items are seen again).
+            done = (self.step - self.epoch * int(state["steps_per_epoch"])) * saved_batch
+            self.step = self.epoch * self.steps_per_epoch + min(done // self.global_batch, self.steps_per_epoch)
+        if self.runtime.rank != 0:
+            # the checkpoint holds rank 0's RNG; the others draw afresh from their seed and the step
+            own = mix_seed(rank_seed(self.recipe.seed, self.runtime.rank), self.step) % 2**31
+            random.seed(own)
+            torch.manual_seed(own)
         device = self.runtime.device
         self._totals = {k: v.to(device) for k, v in state["epoch_loss_sums"].items()}
 
