@@ -30,6 +30,7 @@ from PIL import Image
 from rich.console import Console
 
 import ganforge
+from ganforge import api
 from ganforge.errors import GanforgeError
 from ganforge.inference import load_generator, parse_hf
 from tests.conftest import RECIPES, TINY_RUN, run_cli
@@ -306,6 +307,23 @@ def test_hub_folder_loads_back_as_the_source(made):
     assert not torch.equal(
         outputs(load_generator(made["folder"])), outputs(load_generator(made["folder"], net="G_B"))
     )
+
+
+def test_a_lone_generator_makes_a_one_net_folder(made, tmp_path):
+    (single,) = ganforge.export(made["folder"], tmp_path, to=["safetensors"], name="g", check_size=16)
+    written = api.export_hub_folder(single.path, tmp_path / "lone", check_size=16)
+    assert [(w.how, w.max_abs_diff) for w in written] == [(", net generator", 0.0)]
+    config = json.loads((tmp_path / "lone" / "config.json").read_text())
+    assert (
+        list(config["nets"]) == ["generator"] and config["directions"] == [] and config["model_type"] is None
+    )
+    assert "- gan\n---" in (tmp_path / "lone" / "README.md").read_text()  # no model type tag
+    assert torch.equal(outputs(load_generator(tmp_path / "lone")), outputs(load_generator(made["run"])))
+    assert load_generator(tmp_path / "lone", direction="BtoA").notes == [
+        "lone declares no translation directions; --direction does not apply"
+    ]
+    with pytest.raises(GanforgeError, match="no net 'G_B' to translate with .* exported nets: generator"):
+        load_generator(tmp_path / "lone", net="G_B")
 
 
 def test_export_refuses_to_overwrite_and_checks_the_repo_id(made, tmp_path):

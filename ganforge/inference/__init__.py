@@ -8,6 +8,8 @@
   default) or the exported net named by ``net``.
 - a safetensors export (:func:`save_safetensors`): the spec travels in the file's metadata, so it is
   rebuilt without the recipe.
+- a hub folder (:func:`save_hub_folder`), or its ``model.safetensors`` alone: every exported net's
+  spec travels in its config, and the direction (or net) picks one, as for a checkpoint.
 - TorchScript and ONNX exports: run as they are (ONNX through onnxruntime).
 - anything else holding tensors (a ``.pth`` state dict, a safetensors file without ganforge metadata)
   goes to the plugins' ``load_generator_weights`` hook, which recognises its own formats (a model

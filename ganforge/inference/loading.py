@@ -180,7 +180,7 @@ def _load_nets(
     if hub_config is not None:
         directions = hub_directions(hub_config)
         if picked:
-            names = [_from_hub(path, hub_config, tensors, direction, net, device, plugins).net or ""]
+            names = [_hub_choice(path, hub_config, direction, net)]
         else:
             names = list(hub_config["nets"])
         nets = {n: _hub_net(path, hub_config, tensors, n, device, plugins) for n in names}
@@ -530,13 +530,20 @@ def _from_hub(
     plugins: Sequence[str],
 ) -> Generator:
     """One net of a hub folder (``where``: the folder, or its ``model.safetensors`` read alone)."""
+    generator = _hub_net(where, config, tensors, _hub_choice(where, config, direction, net), device, plugins)
+    if direction is not None and not hub_directions(config):
+        generator.notes.append(f"{where.name} declares no translation directions; --direction does not apply")
+    return generator
+
+
+def _hub_choice(where: Path, config: Mapping[str, Any], direction: str | None, net: str | None) -> str:
+    """The hub folder's net to translate with: as for a checkpoint (:func:`choose_net`); in a folder that
+    declares no directions (a lone generator's), the named net or else its first."""
     nets = list(config["nets"])
     directions = hub_directions(config)
-    if direction is None and net is None and not directions:
-        chosen = nets[0]
-    else:
-        chosen, _ = choose_net(_Declared(directions, nets), direction, net, str(where))
-    return _hub_net(where, config, tensors, chosen, device, plugins)
+    if net is None and not directions:
+        return nets[0]
+    return choose_net(_Declared(directions, nets), direction, net, str(where))[0]
 
 
 def _hub_net(
