@@ -529,3 +529,15 @@ def test_the_cli_exports_a_hub_folder(made, tmp_path):
     card = (out / "README.md").read_text()
     assert "license: mit" in card and "ganforge translate hf://me/night photo.jpg" in card
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("command", ["translate", "export", "eval", "run"])
+def test_help_of_the_commands_that_take_hf_sources_renders(command):
+    """Their help names the hf:// forms; rich must not read the text as markup (``[/FILE]`` would be)."""
+    from typer.testing import CliRunner
+
+    from ganforge.cli import build_app
+
+    result = CliRunner().invoke(build_app(), [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "hf://OWNER/REPO" in result.output and "@REVISION" in result.output

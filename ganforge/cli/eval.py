@@ -26,7 +26,8 @@ TargetArg = Annotated[
     typer.Argument(
         metavar="RUN_DIR|CHECKPOINT",
         help="A run directory (its newest checkpoint) or a checkpoint file, also as "
-        "hf://OWNER/REPO[@REVISION][/FILE] (a repository holding a run directory, or a checkpoint in one).",
+        "hf://OWNER/REPO (a repository holding a run directory) or hf://OWNER/REPO/FILE (a checkpoint in one), "
+        "with @REVISION after REPO if need be.",
         show_default=False,
     ),
 ]

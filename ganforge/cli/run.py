@@ -60,7 +60,7 @@ def run(
         Optional[str],  # noqa: UP045 (a str, not a Path: that would fold hf:// into hf:/)
         typer.Option(
             help="Start a new run from the weights of a checkpoint, run directory or hub folder, also as "
-            "hf://OWNER/REPO[@REVISION][/FILE] (fine-tuning).",
+            "hf://OWNER/REPO or hf://OWNER/REPO/FILE, with @REVISION after REPO if need be (fine-tuning).",
             show_default=False,
         ),
     ] = None,

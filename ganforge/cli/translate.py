@@ -30,7 +30,8 @@ SourceArg = Annotated[
         help="Generator: a ganforge checkpoint or run directory, an export (.safetensors, .onnx, TorchScript, "
         "a hub folder), another project's weights that a plugin reads (see --format), the name of a "
         "pretrained model (ganforge models list; downloaded into the cache the first time), or "
-        "hf://OWNER/REPO[@REVISION][/FILE] on the Hugging Face Hub (through huggingface_hub's cache).",
+        "hf://OWNER/REPO or hf://OWNER/REPO/FILE on the Hugging Face Hub, with @REVISION after REPO if need be "
+        "(through huggingface_hub's cache).",
         show_default=False,
     ),
 ]
