@@ -9,6 +9,8 @@
     ganforge.translate(generator, "photos/", "translated/")
     scores = ganforge.evaluate(run.path, metrics=["l1", "psnr"])
     ganforge.export(generator, "exported/", to=["safetensors"])
+    ganforge.export("runs/quickstart", "hub/", to=["hub-folder"])  # then: hf upload owner/repo hub/
+    generator = ganforge.load("hf://owner/repo")  # through huggingface_hub's cache
 
 Every function raises :class:`ganforge.GanforgeError` (one line per problem) for a user's mistake.
 """
@@ -42,23 +44,35 @@ from ganforge.evaluation import evaluate as evaluate_translators
 from ganforge.inference import (
     Generator,
     Job,
+    NetBundle,
     Tiling,
     TranslateReport,
     find_images,
+    is_hf_source,
+    is_hub_folder,
     load_generator,
+    load_nets,
     load_run,
     max_abs_diff,
     output_suffix,
+    parse_hf,
+    read_safetensors,
+    save_hub_folder,
     save_onnx,
     save_safetensors,
     save_torchscript,
     translate_files,
 )
+from ganforge.inference.hubfolder import WEIGHTS as HUB_WEIGHTS
+from ganforge.inference.zoo import resolve_source
 from ganforge.metrics import resolve_metrics
 from ganforge.recipe import LoadedRecipe, apply_overrides, load_recipe, validate_recipe
 
 #: What ``export`` writes, and the suffix of each.
 EXPORT_SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
+#: ``export``'s folder format: every generator of the model, ready to upload to the Hugging Face Hub.
+HUB_FOLDER = "hub-folder"
+EXPORT_FORMATS = (*EXPORT_SUFFIXES, HUB_FOLDER)
 
 
 @dataclass
@@ -199,7 +213,7 @@ def train(
             + (f"; removed {len(removed)} half-written file(s)" if removed else "")
         )
     elif init_from is not None:
-        console.print(load_init(trainer.model, Path(init_from), init_only))
+        console.print(_init_from(trainer.model, init_from, init_only))
     # a checkpoint is written next to the previous one before that is replaced: room for two
     out.ensure_free(2 * trainer.estimated_checkpoint_bytes(), "two checkpoints")
     out.create()
@@ -221,6 +235,29 @@ def train(
     )
 
 
+def _init_from(model: torch.nn.Module, source: str | Path, only: Sequence[str]) -> str:
+    """``--init-from``: a checkpoint, a run directory (its newest checkpoint), a hub folder (its
+    generators' weights), each also as ``hf://``."""
+    resolved = resolve_source(source)
+    path = resolved.path
+    shown = str(resolved.hub) if resolved.hub is not None else str(path)
+    if path.is_dir() and is_hub_folder(path):
+        tensors, _ = read_safetensors(path / HUB_WEIGHTS)
+        return load_init(model, path, only, state=tensors, label=shown)
+    if path.is_dir():
+        path, _ = find_checkpoint(path)
+    return load_init(model, path, only, label=shown if resolved.hub is not None else None)
+
+
+def source_name(source: str | Path) -> str:
+    """A short name for the files written from ``source``: an ``hf://`` source's file stem or
+    repository name, a file's stem, or a folder's name."""
+    if is_hf_source(source):
+        return parse_hf(str(source)).name
+    path = Path(source)
+    return path.stem if path.is_file() else (path.name or path.resolve().name)
+
+
 def load(
     source: str | Path,
     *,
@@ -235,7 +272,7 @@ def load(
     prepared by ``backend`` (``auto``: the fastest available on the device; ``direct``: torch's layers)."""
     device = select_device(device) if isinstance(device, str) else device
     generator = load_generator(
-        Path(source), direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
+        source, direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
     )
     apply_backend(backend, generator, plugins=[*generator.plugins, *plugins])
     return generator
@@ -335,7 +372,7 @@ def evaluate(
     """
     if inception_weights is not None and not Path(inception_weights).is_file():
         raise GanforgeError(f"--inception-weights: {inception_weights} not found")
-    loaded = load_run(Path(run), overrides)
+    loaded = load_run(run if is_hf_source(run) else Path(run), overrides)
     recipe = loaded.recipe
     weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
     specs = list(metrics) if metrics else recipe.eval.metrics
@@ -400,32 +437,52 @@ def export(
     check_size: int = 64,
     overwrite: bool = False,
     plugins: Sequence[str] = (),
+    repo_id: str | None = None,
+    license_name: str = "other",
 ) -> list[Exported]:
-    """Write ``generator`` in each format of ``to``; each file is loaded back and compared with PyTorch."""
+    """Write ``generator`` in each format of ``to``; each file is loaded back and compared with PyTorch.
+
+    ``hub-folder`` writes ``model.safetensors``, ``config.json`` and ``README.md`` into ``out`` itself:
+    every generator the source's model exports (:func:`export_hub_folder`); ``repo_id`` and
+    ``license_name`` go into its model card.
+    """
     formats = list(dict.fromkeys(to))
-    unknown = [f for f in formats if f not in EXPORT_SUFFIXES]
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
-        raise GanforgeError(f"--to {unknown[0]}: use {', '.join(EXPORT_SUFFIXES)}")
+        raise GanforgeError(f"--to {unknown[0]}: use {', '.join(EXPORT_FORMATS)}")
     if onnx_exporter not in ("dynamo", "torchscript"):
         raise GanforgeError(f"--onnx-exporter '{onnx_exporter}': use dynamo or torchscript")
+    out = Path(out)
+    written: list[Exported] = []
+    if HUB_FOLDER in formats:
+        formats.remove(HUB_FOLDER)
+        bundle = generator if isinstance(generator, Generator) else load_nets(generator, plugins=plugins)
+        written += export_hub_folder(
+            bundle,
+            out,
+            repo_id=repo_id,
+            license_name=license_name,
+            check_size=check_size,
+            overwrite=overwrite,
+        )
+        if not formats:
+            return written
     source = generator if not isinstance(generator, Generator) else None
     if source is not None:
         generator = load(source, plugins=plugins)
     assert isinstance(generator, Generator)
     if name is None:  # the source's name (a checkpoint's: its run directory's), plus the net
-        origin = Path(source) if source is not None else generator.source
         if source is None and generator.kind == "checkpoint":
-            origin = run_dir_of(origin)
-        name = origin.stem if origin.is_file() else origin.name
+            name = run_dir_of(generator.source).name
+        else:
+            name = source_name(source if source is not None else generator.source)
         if generator.net is not None:
             name = f"{name}_{generator.net}"
-    out = Path(out)
     targets = {f: out / f"{name}{EXPORT_SUFFIXES[f]}" for f in formats}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not overwrite:
         raise GanforgeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out or --name")
     shape = (1, generator.in_channels, check_size, check_size + 8)  # not square: height and width stay apart
-    written = []
     for fmt, path in targets.items():
         how = ""
         if fmt == "onnx":
@@ -437,4 +494,55 @@ def export(
             save_torchscript(generator, path)
         reloaded = load_generator(path, weights_format=fmt, device="cpu", plugins=generator.plugins or plugins)
         written.append(Exported(path, fmt, max_abs_diff(generator, reloaded, shape), how))
+    return written
+
+
+def _parses(source: str) -> bool:
+    try:
+        parse_hf(source)
+    except GanforgeError:
+        return False
+    return True
+
+
+def export_hub_folder(
+    source: NetBundle | Generator | str | Path,
+    out: str | Path,
+    *,
+    direction: str | None = None,
+    net: str | None = None,
+    weights_format: str = "auto",
+    repo_id: str | None = None,
+    license_name: str = "other",
+    check_size: int = 64,
+    overwrite: bool = False,
+    plugins: Sequence[str] = (),
+) -> list[Exported]:
+    """Write a hub folder into ``out``: the source's generators (every net its model exports, or the one
+    of ``direction``/``net``) as ``model.safetensors``, with ``config.json`` and a ``README.md`` model
+    card. Each net is loaded back from the folder and compared with the source's (one entry per net).
+
+    ``repo_id`` (``owner/repo``) is what the card's examples name (default ``OWNER/<folder name>``).
+    """
+    if isinstance(source, NetBundle):
+        bundle = source
+    elif isinstance(source, Generator):
+        bundle = NetBundle({source.net or "generator": source}, [], str(source.source))
+    else:
+        bundle = load_nets(
+            source, direction=direction, net=net, weights_format=weights_format, plugins=plugins
+        )
+    out = Path(out)
+    if repo_id is not None and (repo_id.count("/") != 1 or "@" in repo_id or not _parses(f"hf://{repo_id}")):
+        raise GanforgeError(f"--repo-id '{repo_id}': use OWNER/REPO (letters, digits, '.', '_', '-')")
+    existing = [out / f for f in (HUB_WEIGHTS, "config.json", "README.md") if (out / f).exists()]
+    if existing and not overwrite:
+        raise GanforgeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out")
+    paths = save_hub_folder(bundle, out, repo_id or f"OWNER/{out.resolve().name}", license_name)
+    written = []
+    for name, generator in bundle.nets.items():
+        reloaded = load_generator(out, net=name, device="cpu", plugins=generator.plugins or plugins)
+        shape = (1, generator.in_channels, check_size, check_size + 8)
+        difference = max_abs_diff(generator, reloaded, shape)
+        written.append(Exported(paths[0], HUB_FOLDER, difference, f", net {name}"))
     return written

@@ -15,16 +15,19 @@ from rich.table import Table
 from ganforge import api
 from ganforge.engine.resume import run_dir_of
 from ganforge.errors import GanforgeError
+from ganforge.inference import is_hf_source, parse_hf
 
 # typer reads these annotations at run time and needs Optional, not "X | None"
 OptionalStrings = Optional[list[str]]  # noqa: UP045
 OptionalInt = Optional[int]  # noqa: UP045
 OptionalPath = Optional[Path]  # noqa: UP045
 TargetArg = Annotated[
-    Path,
+    str,  # not a Path: that would fold hf:// into hf:/
     typer.Argument(
         metavar="RUN_DIR|CHECKPOINT",
-        help="A run directory (its newest checkpoint) or a checkpoint file.",
+        help="A run directory (its newest checkpoint) or a checkpoint file, also as "
+        "hf://OWNER/REPO (a repository holding a run directory) or hf://OWNER/REPO/FILE (a checkpoint in one), "
+        "with @REVISION after REPO if need be.",
         show_default=False,
     ),
 ]
@@ -99,7 +102,8 @@ def eval_command(
         OptionalPath,
         typer.Option(
             "--json",
-            help="Where to write the results (default: RUN_DIR/eval/<checkpoint>.json).",
+            help="Where to write the results (default: RUN_DIR/eval/<checkpoint>.json; for an hf:// "
+            "source ./eval/<repo>-<checkpoint>.json).",
             show_default=False,
         ),
     ] = None,
@@ -143,6 +147,8 @@ def eval_command(
     if result.skipped:
         console.print(f"skipped (need true pairs, which this split has not): {', '.join(result.skipped)}")
     checkpoint = Path(info["checkpoint"])
+    if output is None and is_hf_source(target):  # not into huggingface_hub's cache
+        output = Path("eval") / f"{parse_hf(target).repo_id.split('/')[1]}-{checkpoint.stem}.json"
     path = output or run_dir_of(checkpoint) / "eval" / f"{checkpoint.stem}.json"
     record = result.to_dict()
     _write_json(path, record)

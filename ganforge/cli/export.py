@@ -22,7 +22,7 @@ from ganforge.engine.runtime import apply_backend
 from ganforge.errors import GanforgeError
 from ganforge.inference import load_generator
 
-EXPORT_FORMATS = tuple(api.EXPORT_SUFFIXES)
+EXPORT_FORMATS = api.EXPORT_FORMATS
 
 
 def export(
@@ -36,7 +36,9 @@ def export(
         typer.Option(
             "--to",
             "-t",
-            help="safetensors, onnx or torchscript (repeatable). [default: all three]",
+            help="safetensors, onnx, torchscript, or hub-folder (every generator of the model with config.json "
+            "and a model card, written into --out itself, to upload to the Hugging Face Hub) (repeatable). "
+            "[default: the first three]",
             show_default=False,
         ),
     ] = None,
@@ -60,16 +62,51 @@ def export(
         int, typer.Option(min=4, help="Side of the random image each export is checked on.")
     ] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace files already in --out.")] = False,
+    repo_id: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="hub-folder: the OWNER/REPO the model card's examples name. [default: OWNER/<--out's name>]",
+            show_default=False,
+        ),
+    ] = None,
+    license_name: Annotated[
+        str,
+        typer.Option("--license", help="hub-folder: the license the model card declares (a Hub license id)."),
+    ] = "other",
     backend: BackendOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
-    formats = list(dict.fromkeys(to or EXPORT_FORMATS))
+    formats = list(dict.fromkeys(to or api.EXPORT_SUFFIXES))
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
         raise GanforgeError(f"--to {unknown[0]}: use {', '.join(EXPORT_FORMATS)}")
     if onnx_exporter not in ("dynamo", "torchscript"):
         raise GanforgeError(f"--onnx-exporter '{onnx_exporter}': use dynamo or torchscript")
+    console = Console(highlight=False, soft_wrap=True)
+    if api.HUB_FOLDER in formats:
+        formats.remove(api.HUB_FOLDER)
+        folder = api.export_hub_folder(
+            source,
+            out,
+            direction=direction,
+            net=net,
+            weights_format=weights_format,
+            repo_id=repo_id,
+            license_name=license_name,
+            check_size=check_size,
+            overwrite=overwrite,
+            plugins=plugin or [],
+        )
+        shape = f"{check_size}x{check_size + 8}"
+        for item in folder:
+            console.print(
+                f"{item.format:<12} {item.path}{item.how}  max abs diff vs the source {item.max_abs_diff:.2e} "
+                f"(PyTorch, random {shape} input)"
+            )
+        console.print(f"{item.format:<12} {out}: model.safetensors, config.json, README.md")
+        if not formats:
+            return
     generator = load_generator(
         source,
         direction=direction,
@@ -79,7 +116,7 @@ def export(
         plugins=plugin or [],
     )
     if name is None:
-        stem = source.stem if source.is_file() else source.name
+        stem = api.source_name(source)
         name = f"{stem}_{generator.net}" if generator.net is not None else stem
     existing = [out / f"{name}{api.EXPORT_SUFFIXES[f]}" for f in formats]
     existing = [path for path in existing if path.exists()]
@@ -88,7 +125,6 @@ def export(
     apply_backend(backend, generator, plugins=[*generator.plugins, *(plugin or [])])  # for the checks; the files hold torch's ops
     for note in generator.notes:
         sys.stderr.write(f"note: {note}\n")
-    console = Console(highlight=False, soft_wrap=True)
     console.print(f"generator: {generator.label}")
     written = api.export(
         generator,

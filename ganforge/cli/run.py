@@ -57,8 +57,12 @@ def run(
         typer.Option(help="Continue a run: its directory or a checkpoint file.", show_default=False),
     ] = None,
     init_from: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(help="Start a new run from a checkpoint's weights (fine-tuning).", show_default=False),
+        Optional[str],  # noqa: UP045 (a str, not a Path: that would fold hf:// into hf:/)
+        typer.Option(
+            help="Start a new run from the weights of a checkpoint, run directory or hub folder, also as "
+            "hf://OWNER/REPO or hf://OWNER/REPO/FILE, with @REVISION after REPO if need be (fine-tuning).",
+            show_default=False,
+        ),
     ] = None,
     init_only: Annotated[
         Optional[list[str]],  # noqa: UP045

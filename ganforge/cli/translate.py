@@ -25,11 +25,13 @@ from ganforge.inference import Job, Tiling, load_generator, parse_size
 
 #: Options shared with ``ganforge export``.
 SourceArg = Annotated[
-    Path,
+    str,  # not a Path: that would fold hf:// into hf:/
     typer.Argument(
-        help="Generator: a ganforge checkpoint or run directory, an export (.safetensors, .onnx, TorchScript) "
-        "another project's weights that a plugin reads (see --format), or the name of a pretrained model "
-        "(ganforge models list; downloaded into the cache the first time).",
+        help="Generator: a ganforge checkpoint or run directory, an export (.safetensors, .onnx, TorchScript, "
+        "a hub folder), another project's weights that a plugin reads (see --format), the name of a "
+        "pretrained model (ganforge models list; downloaded into the cache the first time), or "
+        "hf://OWNER/REPO or hf://OWNER/REPO/FILE on the Hugging Face Hub, with @REVISION after REPO if need be "
+        "(through huggingface_hub's cache).",
         show_default=False,
     ),
 ]

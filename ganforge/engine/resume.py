@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +118,21 @@ def check_compatible(
         )
 
 
-def init_from(model: nn.Module, source: Path, only: Sequence[str] = ()) -> str:
+def init_from(
+    model: nn.Module,
+    source: Path,
+    only: Sequence[str] = (),
+    state: Mapping[str, Any] | None = None,
+    label: str | None = None,
+) -> str:
     """Load matching weights (all nets, or those named in ``only``) from a checkpoint into ``model``.
 
+    ``state``: the weights, keyed like the model's state dict, when they come from elsewhere than a
+    checkpoint (a hub folder's generators); ``label``: how the report names the source.
     Returns a one-line report. Tensors whose name or shape does not fit are left as initialised;
     if nothing fits, that is an error.
     """
-    state = load_checkpoint(source)["model"]
+    state = dict(state) if state is not None else load_checkpoint(source)["model"]
     own = model.state_dict()
     if only:
         unknown = sorted({net for net in only if not any(k.startswith(f"{net}.") for k in own)})
@@ -135,11 +143,13 @@ def init_from(model: nn.Module, source: Path, only: Sequence[str] = ()) -> str:
     state = {k: v for k, v in state.items() if torch.is_tensor(v)}  # weights, not pools or other state
     fitting = {k: v for k, v in state.items() if k in own and torch.is_tensor(own[k]) and own[k].shape == v.shape}
     if not fitting:
-        raise CheckpointError(f"{source}: no weights fit this model (names or shapes differ everywhere)")
+        raise CheckpointError(
+            f"{label or source}: no weights fit this model (names or shapes differ everywhere)"
+        )
     model.load_state_dict(fitting, strict=False)
     skipped = len(state) - len(fitting)
     nets = sorted({k.split(".")[0] for k in fitting})
     return (
-        f"initialised {len(fitting)} tensors ({', '.join(nets)}) from {source}"
+        f"initialised {len(fitting)} tensors ({', '.join(nets)}) from {label or source}"
         + (f"; {skipped} did not fit and were skipped" if skipped else "")
     )

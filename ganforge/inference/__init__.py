@@ -8,6 +8,8 @@
   default) or the exported net named by ``net``.
 - a safetensors export (:func:`save_safetensors`): the spec travels in the file's metadata, so it is
   rebuilt without the recipe.
+- a hub folder (:func:`save_hub_folder`), or its ``model.safetensors`` alone: every exported net's
+  spec travels in its config, and the direction (or net) picks one, as for a checkpoint.
 - TorchScript and ONNX exports: run as they are (ONNX through onnxruntime).
 - anything else holding tensors (a ``.pth`` state dict, a safetensors file without ganforge metadata)
   goes to the plugins' ``load_generator_weights`` hook, which recognises its own formats (a model
@@ -30,10 +32,19 @@ are normalised where tiles overlap, and rows are finished band by band. Instance
 otherwise normalise each tile by its own statistics (and give each tile its own tone), can use
 statistics taken once from a downscaled view of the whole image.
 
-**Exporting**: :func:`save_safetensors`, :func:`save_onnx`, :func:`save_torchscript`.
+**Exporting**: :func:`save_safetensors`, :func:`save_onnx`, :func:`save_torchscript`, and
+:func:`save_hub_folder` (every generator of a model, as a folder to publish on the Hugging Face Hub;
+:mod:`ganforge.inference.hubfolder`). ``hf://owner/repo[@revision][/path]`` sources are read through
+huggingface_hub's cache (:mod:`ganforge.inference.hub`).
 """
 
-from ganforge.inference.exporting import max_abs_diff, save_onnx, save_safetensors, save_torchscript
+from ganforge.inference.exporting import (
+    max_abs_diff,
+    save_hub_folder,
+    save_onnx,
+    save_safetensors,
+    save_torchscript,
+)
 from ganforge.inference.files import (
     CHECKPOINT_FORMAT,
     CORE_FORMATS,
@@ -56,14 +67,18 @@ from ganforge.inference.folders import (
     translate_files,
     write_image,
 )
+from ganforge.inference.hub import HfSource, is_hf_source, parse_hf
+from ganforge.inference.hubfolder import is_hub_folder
 from ganforge.inference.loading import (
     Generator,
     LoadedRun,
+    NetBundle,
     build_generator,
     choose_net,
     describe_spec,
     input_channels,
     load_generator,
+    load_nets,
     load_run,
     plugin_weights,
 )
@@ -91,8 +106,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "PAD_MULTIPLE",
     "Generator",
+    "HfSource",
     "Job",
     "LoadedRun",
+    "NetBundle",
     "Tiling",
     "TranslateReport",
     "build_generator",
@@ -105,17 +122,22 @@ __all__ = [
     "image_to_tensor",
     "input_channels",
     "input_multiple",
+    "is_hf_source",
+    "is_hub_folder",
     "load_generator",
+    "load_nets",
     "load_run",
     "max_abs_diff",
     "output_size",
     "output_suffix",
     "pad_to_multiple",
+    "parse_hf",
     "parse_size",
     "plugin_weights",
     "read_image",
     "read_pickle",
     "read_safetensors",
+    "save_hub_folder",
     "save_onnx",
     "save_safetensors",
     "save_torchscript",

@@ -17,8 +17,9 @@ from torch import nn
 from ganforge._version import __version__
 from ganforge.errors import GanforgeError
 from ganforge.inference.files import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
-from ganforge.inference.loading import Generator
-from ganforge.inference.tensors import translate_batch
+from ganforge.inference.hubfolder import CARD, CONFIG, WEIGHTS, make_config, model_card, weights_bytes
+from ganforge.inference.loading import Generator, NetBundle
+from ganforge.inference.tensors import input_multiple, translate_batch
 
 # -------------------------------------------------------------------------------------------------
 # Exporting
@@ -55,6 +56,42 @@ def save_safetensors(generator: Generator, path: Path) -> None:
     }
     data = save(state, metadata=metadata)
     _atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def save_hub_folder(bundle: NetBundle, out: Path, repo_id: str, license_name: str = "other") -> list[Path]:
+    """A hub folder (:mod:`ganforge.inference.hubfolder`) of the bundle's nets in ``out``; each file
+    written atomically. ``repo_id`` (``owner/repo``) and ``license_name`` go into the model card."""
+    state: dict[str, torch.Tensor] = {}
+    nets = {}
+    for name, generator in bundle.nets.items():
+        if not generator.has_python_module or generator.spec is None:
+            raise GanforgeError(
+                f"{generator.source}: a hub folder needs generators with a known component spec "
+                f"(a checkpoint, a safetensors export or plugin-read weights), not {generator.kind}"
+            )
+        assert generator.module is not None
+        state.update({f"{name}.{k}": v for k, v in generator.module.state_dict().items()})
+        spec = dict(generator.spec)
+        nets[name] = {
+            "generator": spec,
+            "plugin": generator.plugin,
+            "in_channels": generator.in_channels,
+            "out_channels": spec.get("out_channels"),
+            "size_multiple": input_multiple(generator),  # what translate pads its input sides to
+            "label": generator.label,
+        }
+    directions = [
+        {"name": d.name, "source": d.source, "target": d.target, "net": d.net} for d in bundle.directions
+    ]
+    config = make_config(nets, directions, bundle.model_type, bundle.training, bundle.source)
+    data = weights_bytes(state, config)
+    text = json.dumps(config, indent=2) + "\n"
+    card = model_card(config, repo_id, license_name)
+    written = [out / WEIGHTS, out / CONFIG, out / CARD]
+    _atomic(written[0], lambda tmp: tmp.write_bytes(data))
+    _atomic(written[1], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic(written[2], lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    return written
 
 
 def _cpu_module(generator: Generator) -> nn.Module:

@@ -27,7 +27,15 @@ from ganforge.inference.files import (
     read_safetensors,
     sniff,
 )
-from ganforge.inference.zoo import is_bare_name, resolve_source
+from ganforge.inference.hubfolder import (
+    HUB_FORMAT,
+    WEIGHTS,
+    config_from_metadata,
+    is_hub_folder,
+    net_state,
+    read_config,
+)
+from ganforge.inference.zoo import Resolved, is_bare_name, resolve_source
 from ganforge.model import Direction, size_multiple
 from ganforge.plugins import PluginSet, collect_registries, make_plugin_manager
 from ganforge.recipe import apply_overrides, validate_recipe
@@ -98,10 +106,14 @@ def load_generator(
     try:
         generator = _load_path(resolved.path, direction, net, weights_format, torch.device(device), plugins)
     except CheckpointError as exc:
+        if resolved.hub is not None:
+            raise CheckpointError(*exc.lines[:-1], f"{resolved.hub}: {exc.lines[-1]}") from None
         if resolved.model is None:
             raise
         hint = f"; it is the cached download of '{resolved.model.name}': delete it to download it again"
         raise CheckpointError(*exc.lines[:-1], exc.lines[-1] + hint) from None
+    if resolved.hub is not None:
+        generator.label = f"{resolved.hub} ({generator.label})"
     if resolved.model is not None:
         model = resolved.model
         generator.label = f"{model.name} ({model.translates or model.summary}; {generator.label})"
@@ -109,6 +121,126 @@ def load_generator(
         if fetched is not None and not fetched.cached:
             generator.notes.append(f"downloaded {model.name} from {model.url} to {resolved.path}")
     return generator
+
+
+@dataclass
+class NetBundle:
+    """Every generator a source offers (what a hub folder export holds), with the directions that use them."""
+
+    nets: dict[str, Generator]
+    directions: list[Direction]
+    source: str  # as the user named it
+    model_type: str | None = None
+    training: dict[str, Any] | None = None  # an excerpt of the training recipe, when the source has one
+
+
+def load_nets(
+    source: str | Path,
+    *,
+    direction: str | None = None,
+    net: str | None = None,
+    weights_format: str = "auto",
+    plugins: Sequence[str] = (),
+) -> NetBundle:
+    """All exported nets of a checkpoint, run directory or hub folder (only the one of ``direction`` or
+    ``net`` when given), on the CPU; any other source's one generator, named by its net or ``generator``."""
+    resolved = resolve_source(source, plugins)
+    path = resolved.path
+    cpu = torch.device("cpu")
+    try:
+        bundle = _load_nets(resolved, direction, net, weights_format, cpu, plugins)
+    except CheckpointError as exc:
+        if resolved.hub is None:
+            raise
+        raise CheckpointError(*exc.lines[:-1], f"{resolved.hub}: {exc.lines[-1]}") from None
+    # the model card names it: an hf:// source as it is, a local one by its name only (no local folders)
+    bundle.source = str(resolved.hub) if resolved.hub is not None else (Path(source).resolve().name)
+    if not bundle.nets:
+        raise CheckpointError(f"{path}: no generator to export")
+    return bundle
+
+
+def _load_nets(
+    resolved: Resolved,
+    direction: str | None,
+    net: str | None,
+    weights_format: str,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> NetBundle:
+    path = resolved.path
+    picked = direction is not None or net is not None
+    hub_config = None
+    if path.is_dir() and is_hub_folder(path) and weights_format in ("auto", "checkpoint"):
+        hub_config, (tensors, _) = read_config(path), read_safetensors(path / WEIGHTS)
+    elif path.is_file() and sniff(path) == "safetensors" and weights_format in ("auto", "safetensors"):
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("format") == HUB_FORMAT:
+            hub_config = config_from_metadata(metadata, path)
+    if hub_config is not None:
+        directions = hub_directions(hub_config)
+        if picked:
+            names = [_hub_choice(path, hub_config, direction, net)]
+        else:
+            names = list(hub_config["nets"])
+        nets = {n: _hub_net(path, hub_config, tensors, n, device, plugins) for n in names}
+        return NetBundle(
+            nets,
+            [d for d in directions if d.net in nets],
+            str(path),
+            hub_config.get("model_type"),
+            hub_config.get("training"),
+        )
+    checkpoint = None
+    if path.is_dir() and weights_format in ("auto", "checkpoint"):
+        checkpoint, data = find_checkpoint(path)
+    elif path.is_file() and sniff(path) == "pickle" and weights_format in ("auto", "checkpoint"):
+        data = read_pickle(path)
+        if isinstance(data, Mapping) and data.get("format") == CHECKPOINT_FORMAT:
+            checkpoint = path
+    if checkpoint is not None:
+        model, refs, run_dir = _checkpoint_model(checkpoint, data, plugins)
+        if picked:
+            chosen, _ = choose_net(model, direction, net, str(checkpoint))
+            names = [chosen]
+        else:
+            names = model.exported_nets()
+        nets = {n: _checkpoint_net(checkpoint, data, model, n, None, device, refs, run_dir) for n in names}
+        recipe = data.get("recipe") if isinstance(data.get("recipe"), Mapping) else {}
+        model_spec = recipe.get("model") if isinstance(recipe.get("model"), Mapping) else {}
+        return NetBundle(
+            nets,
+            [d for d in model.directions() if d.net in nets],
+            str(path),
+            model_spec.get("type"),
+            training_excerpt(recipe),
+        )
+    generator = _load_path(path, direction, net, weights_format, device, plugins)
+    return NetBundle({generator.net or "generator": generator}, [], str(path))
+
+
+def training_excerpt(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a model card shows of a training recipe: name, seed, data (without its folders), model, and
+    the training length, batch and optimiser."""
+    if not recipe:
+        return None
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items() if v is not None}
+        return value
+
+    excerpt: dict[str, Any] = {k: recipe[k] for k in ("name", "description", "seed") if k in recipe}
+    data = recipe.get("data") if isinstance(recipe.get("data"), Mapping) else {}
+    local = ("root", "path", "dir", "folder", "file")
+    excerpt["data"] = {k: v for k, v in data.items() if not any(word in k for word in local)}
+    if isinstance(recipe.get("model"), Mapping):
+        excerpt["model"] = recipe["model"]
+    train = recipe.get("train") if isinstance(recipe.get("train"), Mapping) else {}
+    excerpt["train"] = {
+        k: train[k] for k in ("epochs", "batch_size", "precision", "optimizer", "scheduler") if k in train
+    }
+    return plain(excerpt)
 
 
 def _load_path(
@@ -123,6 +255,9 @@ def _load_path(
     if path.is_dir():
         if weights_format not in ("auto", "checkpoint"):
             raise CheckpointError(f"{path}: is a folder; --format {weights_format} needs a file")
+        if is_hub_folder(path):
+            tensors, _ = read_safetensors(path / WEIGHTS)
+            return _from_hub(path, read_config(path), tensors, direction, net, device, plugins)
         checkpoint, data = find_checkpoint(path)
         return _from_checkpoint(checkpoint, data, direction, net, device, plugins)
     if not path.is_file():
@@ -152,6 +287,9 @@ def _load_path(
         generator = _from_onnx(path, device)
     elif kind == "safetensors":
         tensors, metadata = read_safetensors(path)
+        if metadata.get("format") == HUB_FORMAT and weights_format in ("auto", "safetensors"):
+            config = config_from_metadata(metadata, path)
+            return _from_hub(path, config, tensors, direction, net, device, plugins)
         if metadata.get("format") == EXPORT_FORMAT and weights_format in ("auto", "safetensors"):
             generator = _from_export(path, tensors, metadata, device, plugins)
         elif weights_format == "safetensors":
@@ -215,6 +353,17 @@ def _from_checkpoint(
 ) -> Generator:
     """Rebuild the checkpoint's model from its recipe, load its weights, and take the net of the
     direction (or the named net) the model declares."""
+    model, refs, run_dir = _checkpoint_model(path, data, plugins)
+    chosen, declared = choose_net(model, direction, net, str(path))
+    return _checkpoint_net(path, data, model, chosen, declared, device, refs, run_dir)
+
+
+def _checkpoint_model(
+    path: str | Path, data: Mapping[str, Any], plugins: Sequence[str]
+) -> tuple[Any, list[str], Path]:
+    """The checkpoint's model, rebuilt from its recipe (weights not loaded), with the plugin
+    references it was built with and the run directory they are relative to."""
+    path = Path(path)
     recipe = data.get("recipe") if isinstance(data.get("recipe"), Mapping) else {}
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     plugin_set = _plugin_set([*recipe.get("plugins", []), *plugins], run_dir)
@@ -223,8 +372,21 @@ def _from_checkpoint(
         spec = registries.resolve("model", recipe.get("model") or {}, "model")
     except RecipeError as exc:
         raise CheckpointError(*(f"{path} (its recipe): {line}" for line in exc.lines)) from None
-    model = spec.build(int(recipe.get("seed", 0)))
-    chosen, declared = choose_net(model, direction, net, str(path))
+    return spec.build(int(recipe.get("seed", 0))), [*recipe.get("plugins", []), *plugins], run_dir
+
+
+def _checkpoint_net(
+    path: str | Path,
+    data: Mapping[str, Any],
+    model: Any,
+    chosen: str,
+    declared: Direction | None,
+    device: torch.device,
+    refs: Sequence[str],
+    run_dir: Path,
+) -> Generator:
+    """The model's net ``chosen``, with the checkpoint's weights loaded, as a generator."""
+    path = Path(path)
     weights = data.get("model") if isinstance(data.get("model"), Mapping) else {}
     state = {
         k[len(chosen) + 1 :]: v
@@ -237,6 +399,8 @@ def _from_checkpoint(
             f"{path}: no net '{chosen}' in this checkpoint (its nets: {', '.join(nets) or 'none'})"
         )
     module = getattr(model, chosen)
+    if declared is None:  # a net named by --net: its spec from the direction that uses it, if one does
+        declared = next((d for d in model.directions() if d.net == chosen), None)
     generator_spec = _plain_spec(declared.generator) if declared is not None else None
     load_strict(module, state, generator_spec or {"type": chosen}, f"{path} ({chosen})")
     epoch = data.get("epoch")
@@ -246,7 +410,6 @@ def _from_checkpoint(
     generator = _module_generator(module, "checkpoint", path, device, generator_spec, plugin, label)
     generator.net = chosen
     # as found from the run directory, so whoever loads them again (a backend, an export's check) finds them
-    refs = [*recipe.get("plugins", []), *plugins]
     generator.plugins = list(dict.fromkeys(_found_from(ref, run_dir) for ref in refs))
     return generator
 
@@ -327,6 +490,93 @@ def _from_export(
         raise
     label = metadata.get("label") or path.name
     return _module_generator(module, "safetensors", path, device, spec, plugin, label)
+
+
+class _Declared:
+    """A hub folder's declaration, answering like a model does (for :func:`choose_net`)."""
+
+    def __init__(self, directions: list[Direction], nets: list[str]) -> None:
+        self._directions, self._nets = directions, nets
+
+    def directions(self) -> list[Direction]:
+        return self._directions
+
+    def exported_nets(self) -> list[str]:
+        return self._nets
+
+
+def hub_directions(config: Mapping[str, Any]) -> list[Direction]:
+    """The translation directions a hub folder's config declares."""
+    found = []
+    for item in config.get("directions") or []:
+        try:
+            found.append(
+                Direction(str(item["name"]), str(item["source"]), str(item["target"]), str(item["net"]))
+            )
+        except (KeyError, TypeError):
+            raise CheckpointError(
+                f"config.json: direction {item!r} lacks name, source, target or net"
+            ) from None
+    return found
+
+
+def _from_hub(
+    where: Path,
+    config: Mapping[str, Any],
+    tensors: Mapping[str, torch.Tensor],
+    direction: str | None,
+    net: str | None,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    """One net of a hub folder (``where``: the folder, or its ``model.safetensors`` read alone)."""
+    generator = _hub_net(where, config, tensors, _hub_choice(where, config, direction, net), device, plugins)
+    if direction is not None and not hub_directions(config):
+        generator.notes.append(f"{where.name} declares no translation directions; --direction does not apply")
+    return generator
+
+
+def _hub_choice(where: Path, config: Mapping[str, Any], direction: str | None, net: str | None) -> str:
+    """The hub folder's net to translate with: as for a checkpoint (:func:`choose_net`); in a folder that
+    declares no directions (a lone generator's), the named net or else its first."""
+    nets = list(config["nets"])
+    directions = hub_directions(config)
+    if net is None and not directions:
+        return nets[0]
+    return choose_net(_Declared(directions, nets), direction, net, str(where))[0]
+
+
+def _hub_net(
+    where: Path,
+    config: Mapping[str, Any],
+    tensors: Mapping[str, torch.Tensor],
+    chosen: str,
+    device: torch.device,
+    plugins: Sequence[str],
+) -> Generator:
+    info = config["nets"][chosen]
+    spec = info.get("generator")
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise CheckpointError(f"{where}: net '{chosen}' has no generator spec in its config")
+    state = net_state(tensors, chosen)
+    if not state:
+        raise CheckpointError(f"{where}: {WEIGHTS} holds no tensors of net '{chosen}'")
+    plugin_set = _plugin_set(plugins, where if where.is_dir() else where.parent)
+    try:
+        module, plugin = build_generator(spec, state, plugin_set, f"{where} ({chosen})")
+    except CheckpointError as exc:
+        wanted = info.get("plugin")
+        if wanted and wanted not in {p.name for p in plugin_set.plugins}:
+            raise CheckpointError(
+                *exc.lines, f"its net {chosen} needs plugin '{wanted}': load it with --plugin"
+            ) from None
+        raise
+    generator = _module_generator(
+        module, "hub-folder", where, device, spec, plugin, f"{chosen} of {where.name}"
+    )
+    generator.net = chosen
+    generator.plugins = list(plugins)
+    return generator
 
 
 def _from_plugins(
@@ -514,9 +764,18 @@ class LoadedRun:
     step: int
 
 
-def load_run(path: Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu") -> LoadedRun:
-    """A run directory or checkpoint -> its model (weights loaded, eval mode) and resolved recipe."""
-    checkpoint, state = find_checkpoint(path)
+def load_run(
+    path: str | Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu"
+) -> LoadedRun:
+    """A run directory or checkpoint (also as ``hf://``) -> its model (weights loaded, eval mode) and
+    resolved recipe."""
+    resolved = resolve_source(path) if isinstance(path, str) else Resolved(path)
+    if resolved.path.is_dir() and is_hub_folder(resolved.path):
+        raise CheckpointError(
+            f"{path}: a hub folder holds generators only; evaluation needs a run directory or checkpoint "
+            "(its recipe names the dataset)"
+        )
+    checkpoint, state = find_checkpoint(resolved.path)
     saved = state.get("recipe")
     if not isinstance(saved, dict):
         raise GanforgeError(f"{checkpoint}: holds no recipe")

@@ -4,7 +4,8 @@ Where a command takes a generator source (``ganforge translate SOURCE``, ``ganfo
 :func:`ganforge.api.translate`), :func:`resolve_source` turns a bare name that a plugin registers with
 ``register_model_sources`` (and that is not an existing path) into the cached file, downloading it
 first when it is not cached (:func:`ganforge.data.fetch.fetch_model`). An existing file or folder of
-that name always wins.
+that name always wins. An ``hf://owner/repo[@revision][/path]`` string is a file or repository on the
+Hugging Face Hub, resolved through huggingface_hub's cache (:mod:`ganforge.inference.hub`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from ganforge.data.fetch import FetchedModel, fetch_model, resolve_model
 from ganforge.data.sources import ModelSource, ModelSources
+from ganforge.inference.hub import HfSource, download, is_hf_source, parse_hf
 from ganforge.plugins import collect_model_sources, make_plugin_manager
 
 
@@ -27,6 +29,7 @@ class Resolved:
     path: Path
     model: ModelSource | None = None  # the registered model the name stood for
     fetched: FetchedModel | None = None
+    hub: HfSource | None = None  # the hf:// source it came from
 
     @property
     def weights_format(self) -> str | None:
@@ -48,7 +51,11 @@ def model_sources(plugins: Sequence[str] = ()) -> ModelSources:
 def resolve_source(
     source: str | Path, plugins: Sequence[str] = (), console: Console | None = None
 ) -> Resolved:
-    """``source`` as a path, or the cached file of the registered model it names (fetched if need be)."""
+    """``source`` as a path, the cached file of the registered model it names (fetched if need be), or
+    the cached file or snapshot folder of an ``hf://`` source (downloaded if need be)."""
+    if is_hf_source(source):
+        hub = parse_hf(str(source))
+        return Resolved(download(hub), hub=hub)
     path = Path(source)
     if path.exists() or not is_bare_name(source):
         return Resolved(path)
