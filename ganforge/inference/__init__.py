@@ -54,6 +54,7 @@ from ganforge.inference.folders import (
     parse_size,
     read_image,
     translate_files,
+    translate_image,
     write_image,
 )
 from ganforge.inference.loading import (
@@ -126,6 +127,7 @@ __all__ = [
     "to_unit",
     "translate_batch",
     "translate_files",
+    "translate_image",
     "translate_tiled",
     "write_image",
 ]
