@@ -171,8 +171,10 @@ def build_page(
     size: tuple[int, int] | int | None = None,
     tiling: Tiling | None = None,
     batch_size: int = 4,
+    example: str | Path | None = None,
 ) -> Any:
-    """The Gradio page (a ``gradio.Blocks``): an image input, an output per panel, a description."""
+    """The Gradio page (a ``gradio.Blocks``): an image input, an output per panel, a description.
+    ``example``: an image file the page opens with, already translated."""
     gr = import_gradio()
     tiling = tiling or Tiling()
     run = translator(panels, size, tiling, batch_size)
@@ -183,6 +185,14 @@ def build_page(
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
 
+    shown: tuple[Any, ...] = (*[None] * len(panels), "")
+    if example is not None:
+        if not Path(example).is_file():
+            raise GanforgeError(f"--example {example}: no such file")
+        try:
+            shown = run(str(example))
+        except ValueError as exc:
+            raise GanforgeError(f"--example {example}: {exc}") from None
     facts = "\n".join(f"- {line}" for line in describe(panels, size, tiling))
     # uploads and results live in Gradio's temporary folder; files older than an hour are removed
     with gr.Blocks(title="ganforge demo", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
@@ -194,9 +204,19 @@ def build_page(
                 image_mode=None,  # no conversion by Gradio: ganforge converts as it does for files
                 sources=["upload", "clipboard"],
                 format="png",
+                value=str(example) if example is not None else None,
             )
-            outputs = [gr.Image(label=panel.title, format="png", interactive=False) for panel in panels]
-        timing = gr.Markdown()
+            outputs = [
+                gr.Image(
+                    value=value,
+                    label=panel.title,
+                    format="png",
+                    interactive=False,
+                    buttons=["download", "fullscreen"],  # no "share": that is for Hugging Face Spaces
+                )
+                for panel, value in zip(panels, shown, strict=False)
+            ]
+        timing = gr.Markdown(shown[-1])
         source.change(on_image, inputs=source, outputs=[*outputs, timing], api_name="translate")
     return page
 

@@ -25,6 +25,7 @@ from PIL import Image
 
 from ganforge.cli import main
 from ganforge.demo import INSTALL_HINT, load_panels
+from ganforge.errors import GanforgeError
 from tests.conftest import ROOT, run_cli
 from tests.test_translate import make_run, noise_image
 
@@ -254,5 +255,25 @@ def test_an_export_gives_one_panel(run_dir, tmp_path) -> None:
     panels = load_panels(exported.path, backend="direct")
     assert len(panels) == 1 and panels[0].generator.kind == "safetensors"
     assert panels[0].title == panels[0].generator.label
-    with pytest.raises(ganforge.GanforgeError, match="holds one generator; name one direction at most"):
+    with pytest.raises(GanforgeError, match="holds one generator; name one direction at most"):
         load_panels(exported.path, directions=["AtoB", "BtoA"])
+
+
+def test_example_opens_translated_as_translate_would(run_dir, tmp_path, monkeypatch) -> None:
+    """``--example IMAGE``: the page opens with the image and its translations (the screenshot's way)."""
+    from ganforge.demo import build_page
+    from ganforge.inference import translate_image
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    image = tmp_path / "photo.png"
+    noise_image(image, 30, 21, seed=3)
+    panels = load_panels(run_dir, backend="direct")
+    page = build_page(panels, example=image)
+    shown = {b.label: b.value for b in page.blocks.values() if type(b).__name__ == "Image"}
+    assert set(shown) == {"Image to translate", "AtoB: A -> B (G_A)", "BtoA: B -> A (G_B)"}
+    assert Path(shown["Image to translate"]["path"]).read_bytes() == image.read_bytes()
+    for panel in panels:
+        expected = translate_image(panel.generator, image).permute(1, 2, 0).numpy()
+        assert np.array_equal(np.asarray(Image.open(shown[panel.title]["path"])), expected)
+    with pytest.raises(GanforgeError, match="--example nope.png: no such file"):
+        build_page(panels, example="nope.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -56,6 +57,10 @@ def demo(
             help="Instance-norm statistics of tiles: global (from a downscaled whole image) or tile."
         ),
     ] = "global",
+    example: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="An image file the page opens with, already translated.", show_default=False),
+    ] = None,
     backend: BackendOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
@@ -76,7 +81,7 @@ def demo(
         sys.stderr.write(f"note: {note}\n")
     titles = "; ".join(panel.title for panel in panels)
     print(f"generator: {titles} on {panels[0].generator.device}", flush=True)
-    page = page_demo.build_page(panels, size=wanted, tiling=tiling, batch_size=batch_size)
+    page = page_demo.build_page(panels, size=wanted, tiling=tiling, batch_size=batch_size, example=example)
     page_demo.serve(page, host=host, port=port, announce=lambda line: print(line, flush=True))
 
 
