@@ -94,15 +94,17 @@ def describe(panels: Sequence[Panel], size: tuple[int, int] | int | None, tiling
     """What the page says about the model: one line per fact."""
     first = panels[0].generator
     spec = first.spec or {}
-    kind = {"checkpoint": "a ganforge checkpoint", "safetensors": "a safetensors export"}.get(
-        first.kind, f"a {first.kind} file"
-    )
+    kind = {
+        "checkpoint": "a ganforge checkpoint",
+        "safetensors": "a safetensors export",
+        "torchscript": "a TorchScript export",
+        "onnx": "an ONNX export",
+    }.get(first.kind, f"another project's weights ({first.kind})")
     lines = [f"Source: {first.source} ({kind})."]
     if spec:
         shown = ", ".join(f"{k} {v}" for k, v in spec.items() if isinstance(v, (int, float, str, bool)))
         lines.append(f"Generator: {shown}.")
-    for panel in panels:
-        lines.append(f"{panel.title}: {panel.generator.label}.")
+    lines.extend(f"{p.title}: {p.generator.label}." for p in panels if p.title != p.generator.label)
     channels = "greyscale (1 channel)" if first.in_channels == 1 else f"{first.in_channels} channels (RGB)"
     lines.append(f"Input: {channels}; other images are converted to it.")
     if size is None:
@@ -115,9 +117,10 @@ def describe(panels: Sequence[Panel], size: tuple[int, int] | int | None, tiling
     else:
         lines.append(f"Size: resized to a shorter side of {size} px first.")
     if tiling.tile:
+        norm = tiling.norm if first.has_python_module else "per tile: this file's layers are fixed"
         lines.append(
             f"Images longer than {tiling.above} px: in tiles of {tiling.tile} px "
-            f"(overlap {tiling.overlap}, instance norm {tiling.norm})."
+            f"(overlap {tiling.overlap}, instance norm {norm})."
         )
     lines.append(f"Device: {first.device}.")
     lines.extend(f"Note: {note}." for note in first.notes)
