@@ -65,6 +65,7 @@ from ganforge.inference.folders import (
     parse_size,
     read_image,
     translate_files,
+    translate_image,
     write_image,
 )
 from ganforge.inference.hub import HfSource, is_hf_source, parse_hf
@@ -148,6 +149,7 @@ __all__ = [
     "to_unit",
     "translate_batch",
     "translate_files",
+    "translate_image",
     "translate_tiled",
     "write_image",
 ]

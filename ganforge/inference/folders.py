@@ -131,6 +131,25 @@ class TranslateReport:
     seconds: float = 0.0
 
 
+def translate_image(
+    generator: Generator,
+    path: Path,
+    *,
+    size: tuple[int, int] | int | None = None,
+    batch_size: int = 4,
+    tiling: Tiling | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """One image file translated as :func:`translate_files` translates it (read, resized if asked,
+    padded and cropped back, or tiled when large): a ``(C, H, W)`` uint8 tensor on the CPU."""
+    tiling = tiling or Tiling()
+    width, height = output_size(*image_size(path), size)
+    image = read_image(path, generator.in_channels, (width, height))
+    if tiling.applies(height, width):
+        return translate_tiled(generator, image, tiling, batch_size, on_tile)
+    return to_uint8(translate_batch(generator, to_unit(image[None])))[0].cpu()
+
+
 def translate_files(
     generator: Generator,
     jobs: list[Job],

@@ -62,6 +62,8 @@ class Generator:
     net: str | None = None  # the model's net this generator is, for a ganforge checkpoint
     plugins: list[str] = field(default_factory=list)  # plugin modules or files it was built with
     notes: list[str] = field(default_factory=list)
+    direction: Direction | None = None  # the direction it translates, for a ganforge checkpoint
+    directions: list[Direction] = field(default_factory=list)  # all its checkpoint's model declares
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return self.run(batch)
@@ -409,6 +411,8 @@ def _checkpoint_net(
     plugin = spec_object.resolved.component.plugin if hasattr(spec_object, "resolved") else None
     generator = _module_generator(module, "checkpoint", path, device, generator_spec, plugin, label)
     generator.net = chosen
+    generator.direction = declared
+    generator.directions = list(model.directions())
     # as found from the run directory, so whoever loads them again (a backend, an export's check) finds them
     generator.plugins = list(dict.fromkeys(_found_from(ref, run_dir) for ref in refs))
     return generator
