@@ -24,6 +24,12 @@ def missing_package(tracker: str, package: str) -> GanforgeError:
     )
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as ``Type: message`` on one line (a library's message may span many)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def step_values(trainer: Any, losses: dict[str, float]) -> dict[str, float]:
     """A log step's mean losses (``loss/NAME``) and learning rates (``lr/GROUP``)."""
     values = {f"loss/{name}": value for name, value in losses.items()}
@@ -116,6 +122,6 @@ class Guard:
                 return
             self.broken = True
             sys.stderr.write(
-                f"warning: {self.tracker}: {what} failed ({type(exc).__name__}: {exc}); "
+                f"warning: {self.tracker}: {what} failed ({one_line(exc)}); "
                 "logging to it stops, training goes on\n"
             )

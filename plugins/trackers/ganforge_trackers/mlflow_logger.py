@@ -17,6 +17,7 @@ from ganforge_trackers.common import (
     epoch_values,
     flatten,
     missing_package,
+    one_line,
     outcome,
     sample_grid,
     step_values,
@@ -104,7 +105,7 @@ class MlflowLogger:
             run = client.create_run(experiment_id, run_name=p.run_name or run_dir.name, tags=tags)
         except Exception as exc:  # noqa: BLE001 - any store failure at the start is one line
             raise GanforgeError(
-                f"callback 'mlflow' could not start a run in {self.uri}: {type(exc).__name__}: {exc}"
+                f"callback 'mlflow' could not start a run in {self.uri}: {one_line(exc)}"
             ) from None
         self.client, self.run_id = client, run.info.run_id
         params = [Param(k, v[:MAX_PARAM_VALUE]) for k, v in flatten(trainer.recipe.to_dict()).items()]

@@ -10,7 +10,15 @@ from pydantic import Field
 
 from ganforge import Params
 from ganforge.errors import GanforgeError
-from ganforge_trackers.common import Guard, epoch_values, missing_package, outcome, sample_grid, step_values
+from ganforge_trackers.common import (
+    Guard,
+    epoch_values,
+    missing_package,
+    one_line,
+    outcome,
+    sample_grid,
+    step_values,
+)
 
 
 class WandbParams(Params):
@@ -82,7 +90,7 @@ class WandbLogger:
             )
         except Exception as exc:  # noqa: BLE001 - any failure to start is one line
             raise GanforgeError(
-                f"callback 'wandb' could not start a run: {type(exc).__name__}: {exc}".strip()
+                f"callback 'wandb' could not start a run: {one_line(exc)}"
                 + ' (without an account or network, set mode = "offline")'
             ) from None
         self.run.summary["run_dir"] = str(run_dir)
