@@ -87,6 +87,7 @@ class WandbLogger:
                 tags=p.tags or None,
                 dir=folder,
                 config=config,
+                reinit="create_new",  # a run of the user's own, in the same process, is left alone
             )
         except Exception as exc:  # noqa: BLE001 - any failure to start is one line
             raise GanforgeError(

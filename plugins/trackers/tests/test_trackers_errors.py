@@ -94,7 +94,7 @@ def test_the_entry_point_names_the_module_that_registers_both_callbacks():
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["ganforge"] == {"trackers": "ganforge_trackers.plugin"}
     assert project["project"]["optional-dependencies"] == {
-        "wandb": ["wandb>=0.17"],
+        "wandb": ["wandb>=0.19.10"],
         "mlflow": ["mlflow-skinny>=2.10"],
     }
     registries = collect_registries(make_plugin_manager(["ganforge_trackers.plugin"]))

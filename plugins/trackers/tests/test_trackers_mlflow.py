@@ -207,3 +207,21 @@ def test_neither_library_is_imported_until_a_recipe_names_it():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_resumed_run_is_a_new_mlflow_run_whose_steps_go_on(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "mlruns"
+    train(tmp_path, store, extra=("train.epochs=1",))
+    spec = f'callbacks=[{{type = "mlflow", tracking_uri = "{store.as_uri()}", experiment = "e"}}]'
+    ganforge.train(resume=tmp_path / "run", overrides=["train.epochs=2", spec])
+    client = client_for(store)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("e").experiment_id], order_by=["attributes.start_time ASC"]
+    )
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert {r.data.tags["ganforge.run_dir"] for r in runs} == {str(tmp_path / "run")}
+    assert "ganforge.resumed_from_step" not in runs[0].data.tags
+    assert runs[1].data.tags["ganforge.resumed_from_step"] == "4"
+    steps = [[m.step for m in client.get_metric_history(r.info.run_id, "loss/G_A")] for r in runs]
+    assert steps == [[2, 4], [6, 8]]

@@ -142,3 +142,23 @@ def test_the_run_finishes_with_its_outcome(logged):
     assert logged.summary["outcome"] == "finished"
     (end,) = [r["exit"] for r in logged.records if r["type"] == "exit"]
     assert end.get("exit_code", 0) == 0
+
+
+def test_a_run_of_the_callers_own_is_left_alone(tmp_path, one_thread):
+    """ganforge.train inside a script that has its own W&B run: the callback logs to a run of its own
+    and finishes only that one (W&B would otherwise hand it the caller's run, and it would end it)."""
+    import wandb
+
+    import ganforge
+
+    mine = wandb.init(project="mine", mode="offline", dir=str(tmp_path / "mine"), reinit="create_new")
+    try:
+        overrides = [o for o in TINY if not o.startswith("eval.")]
+        overrides += ["train.epochs=1", 'callbacks=[{type = "wandb", mode = "offline"}]']
+        ganforge.train(QUICKSTART, overrides=overrides, run_dir=tmp_path / "run")
+        mine.log({"still_mine": 1.0})  # raises if the callback had finished this run
+    finally:
+        mine.finish()
+    (ours,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    (theirs,) = (tmp_path / "mine" / "wandb").glob("offline-run-*")
+    assert ours.name.rsplit("-", 1)[1] != theirs.name.rsplit("-", 1)[1] == mine.id
