@@ -3,7 +3,8 @@ keep every tracker on this machine.
 
 These tests need only ``ganforge``, this plugin, ``wandb`` and ``mlflow`` (or ``mlflow-skinny``), not the
 core's ``tests/`` package. Test files under ``plugins/*/tests`` have no ``__init__.py`` and are imported
-by their base name, so their names start with ``test_trackers_``.
+by their base name, so their names start with ``test_trackers_``, and the helpers they share live in
+``trackers_helpers.py`` (a ``conftest`` module name is shared by every plugin's tests).
 
 Nothing here reaches a network: W&B runs in offline mode with every folder it writes under the test's
 temporary folder, MLflow writes to a file store there, and both libraries' usage reports are off.
@@ -11,56 +12,19 @@ temporary folder, MLflow writes to a file store there, and both libraries' usage
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
-ROOT = PLUGIN_ROOT.parents[1]
-QUICKSTART = ROOT / "recipes" / "quickstart.toml"
 
 try:
     import ganforge_trackers  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(PLUGIN_ROOT))
 
-#: A CycleGAN shrunk to seconds: 32 px, 4 images, 2 epochs of 4 steps, losses logged every 2 steps,
-#: PSNR and L1 on the 2 test pairs after each epoch, torch's own layers (no kernels to compile). The
-#: plugin is named, so the run works whether it is installed (entry point) or only on the path; an
-#: installed one is not registered twice.
-TINY = [
-    "train.backend.type=direct",
-    "data.size=32",
-    "data.length=4",
-    "data.test_length=2",
-    "train.epochs=2",
-    "train.log_every=2",
-    "output.n_samples=2",
-    "model.generator.ngf=4",
-    "model.generator.n_blocks=1",
-    "model.discriminator.ndf=8",
-    "eval.every_epochs=1",
-    'eval.metrics=["psnr", "l1"]',
-    'plugins=["ganforge_trackers.plugin"]',
-]
-
-
-def offline_env(folder: Path) -> dict[str, str]:
-    """Environment variables that keep W&B and MLflow off the network and inside ``folder``."""
-    return {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CACHE_DIR": str(folder / "wandb-cache"),
-        "WANDB_CONFIG_DIR": str(folder / "wandb-config"),
-        "WANDB_DATA_DIR": str(folder / "wandb-data"),
-        "WANDB_ARTIFACT_DIR": str(folder / "wandb-artifacts"),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-    }
+from trackers_helpers import offline_env
 
 
 @pytest.fixture(autouse=True)
@@ -71,34 +35,6 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_API_KEY", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-
-
-def set_options(overrides: list[str]) -> list[str]:
-    return [arg for item in overrides for arg in ("--set", item)]
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, prelude: str = ""
-) -> subprocess.CompletedProcess:
-    """``python -m ganforge ARGS`` in a subprocess, offline into ``cwd`` (``prelude``: Python run first,
-    in that process)."""
-    own = ("GANFORGE_", "WANDB_", "MLFLOW_")  # none of the caller's settings leak in
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
-    # one thread: tiny networks gain nothing from more, and on a shared machine they spin-wait
-    full_env.update({"COLUMNS": "200", "OMP_NUM_THREADS": "1", **offline_env(cwd), **(env or {})})
-    code = f"{prelude}\nimport runpy, sys\nsys.argv = ['ganforge', *sys.argv[1:]]\nrunpy.run_module('ganforge', run_name='__main__')"
-    return subprocess.run(  # noqa: PLW1510 - the return code is asserted
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")

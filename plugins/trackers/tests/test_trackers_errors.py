@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, TINY, run_cli, set_options
+from trackers_helpers import QUICKSTART, TINY, run_cli, set_options
 
 NO_EVAL = [o for o in TINY if not o.startswith("eval.")]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import PLUGIN_ROOT, QUICKSTART, TINY, jsonl, run_cli, set_options
+from trackers_helpers import PLUGIN_ROOT, QUICKSTART, TINY, jsonl, run_cli, set_options
 
 import ganforge
 from ganforge.engine.trainer import Stopped

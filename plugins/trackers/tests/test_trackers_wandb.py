@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import QUICKSTART, TINY, jsonl, offline_env, run_cli, set_options
 from PIL import Image
+from trackers_helpers import QUICKSTART, TINY, jsonl, offline_env, run_cli, set_options
 
 
 @pytest.fixture(scope="module")
