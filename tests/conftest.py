@@ -48,6 +48,27 @@ def run_cli(
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def trackers_stay_local(tmp_path_factory: pytest.TempPathFactory):
+    """An installed tracker plugin (W&B, MLflow: plugins/trackers) that a test builds with its defaults
+    logs offline into a temporary folder, in this process and in the CLI processes tests start."""
+    folder = tmp_path_factory.mktemp("trackers")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "WANDB_DIR": str(folder),
+            "WANDB_CACHE_DIR": str(folder / "wandb-cache"),
+            "WANDB_CONFIG_DIR": str(folder / "wandb-config"),
+            "WANDB_DATA_DIR": str(folder / "wandb-data"),
+            "MLFLOW_TRACKING_URI": (folder / "mlruns").as_uri(),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }.items():
+            patch.setenv(name, value)
+        yield
+
+
 @pytest.fixture(scope="session")
 def registries():
     from ganforge.plugins import collect_registries, make_plugin_manager

@@ -1,0 +1,1 @@
+"""Experiment trackers for ganforge: ``wandb`` and ``mlflow`` callbacks (see docs/trackers.md)."""
