@@ -17,6 +17,7 @@ from ganforge.cli.translate import (
     NetOption,
     PluginOption,
     SourceArg,
+    WeightsOption,
 )
 from ganforge.engine.runtime import apply_backend
 from ganforge.errors import GanforgeError
@@ -62,6 +63,7 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace files already in --out.")] = False,
     backend: BackendOption = "auto",
     plugin: PluginOption = None,
+    weights: WeightsOption = "auto",
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
     formats = list(dict.fromkeys(to or EXPORT_FORMATS))
@@ -77,6 +79,7 @@ def export(
         weights_format=weights_format,
         device="cpu",
         plugins=plugin or [],
+        weights=weights,
     )
     if name is None:
         stem = source.stem if source.is_file() else source.name
