@@ -19,7 +19,7 @@ from ganforge import api
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import load_checkpoint
 from ganforge.engine.ema import ModelAverage
-from ganforge.engine.trainer import Stopped
+from ganforge.engine.trainer import Stopped, describe_run
 from ganforge.errors import CheckpointError, RecipeError
 from ganforge.recipe import load_recipe
 from tests.conftest import RECIPES, run_cli
@@ -145,6 +145,7 @@ def test_average_follows_the_optimizer_updates(ema_run) -> None:
 
 def test_checkpoint_holds_the_average(ema_run) -> None:
     run, _ = ema_run
+    assert "averaged generators (EMA, decay 0.75)" in describe_run(run.trainer)
     state = load_checkpoint(run.path / "checkpoints" / "latest.pt")
     assert state["recipe"]["train"]["ema"] == {"enabled": True, "decay": DECAY, "start_step": 2, "every": 1}
     assert state["ema"]["nets"] == ["G_A", "G_B"]

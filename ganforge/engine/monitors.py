@@ -63,8 +63,11 @@ class MetricEvaluation(Callback):
         self.section = section
         self.console = console
         self.metrics = resolve_metrics(registries, section.metrics, "eval.metrics", section.inception_weights)
-        for spec in self.metrics.values():  # find Inception weights (and the like) before training starts
-            spec.build()
+        # those that need true pairs are scored for the identity baseline too
+        self.paired_metrics: dict[str, Any] = {}
+        for name, spec in self.metrics.items():  # finds Inception weights (and the like) before training
+            if getattr(spec.build(), "paired", False):
+                self.paired_metrics[name] = spec
         self.best_metric = section.best_metric
         self.best: dict[str, Any] | None = None  # metric, value, epoch, step, checkpoint
         self.last: EvalResult | None = None
@@ -150,16 +153,14 @@ class MetricEvaluation(Callback):
     def _identity_baseline(self, translators: Any) -> dict[str, dict[str, float]] | None:
         """The paired metrics of "output = input" on the same test images (what a translation has to
         beat; no network runs, so it is cheap), computed at the first evaluation of a run."""
-        if self.baseline is None and is_paired(self.dataset):
-            paired = {n: s for n, s in self.metrics.items() if getattr(s.build(), "paired", False)}
-            if paired:
-                self.baseline = evaluate(
-                    identity_translators(translators),
-                    self.dataset,
-                    paired,
-                    batch_size=self.section.batch_size,
-                    max_images=self.section.max_images,
-                ).scores
+        if self.baseline is None and self.paired_metrics and is_paired(self.dataset):
+            self.baseline = evaluate(
+                identity_translators(translators),
+                self.dataset,
+                self.paired_metrics,
+                batch_size=self.section.batch_size,
+                max_images=self.section.max_images,
+            ).scores
         return self.baseline
 
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:

@@ -432,4 +432,5 @@ def describe_run(trainer: Trainer) -> str:
         f"{trainer.recipe.model.type} model, {n_params / 1e6:.2f} M parameters, "
         f"{trainer.steps_per_epoch} steps/epoch x {trainer.epochs} epochs on {trainer.runtime.device}, "
         f"{trainer.runtime.describe_backend()}"
+        + (f"; averaged generators (EMA, decay {trainer.ema.decay:g})" if trainer.ema is not None else "")
     )
