@@ -358,9 +358,9 @@ def evaluate(
         raise GanforgeError(f"--inception-weights: {inception_weights} not found")
     loaded = load_run(Path(run), overrides, weights=weights)
     recipe = loaded.recipe
-    weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
+    inception = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
     specs = list(metrics) if metrics else recipe.eval.metrics
-    resolved = resolve_metrics(loaded.registries, specs, "--metric" if metrics else "eval.metrics", weights)
+    resolved = resolve_metrics(loaded.registries, specs, "--metric" if metrics else "eval.metrics", inception)
     torch_device = select_device(device)
     preprocess = preprocess or recipe.eval.preprocess
     try:
@@ -375,6 +375,7 @@ def evaluate(
         announce(
             f"evaluating {loaded.checkpoint} (epoch {loaded.epoch}, step {loaded.step}"
             + (", averaged (EMA) generators" if loaded.weights == "ema" else "")
+            + (", trained (raw) weights" if weights == "raw" else "")
             + f") on {recipe.data.type} {split} split ({len(dataset)} items) on {torch_device}"
         )
     translators = translators_of(loaded.model)
