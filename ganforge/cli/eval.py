@@ -149,8 +149,9 @@ def eval_command(
     )
     info = result.info
     resized = ", resized to the crop size" if info["dataset"].get("preprocess") == "resize" else ""
-    title = f"{info['recipe']}, epoch {info['epoch']}: {split} split{resized}, images per domain " + ", ".join(
-        f"{k} {v}" for k, v in result.n_images.items()
+    title = (
+        f"{info['recipe']}, epoch {info['epoch']}: {split} split{resized}, images per domain "
+        + ", ".join(f"{k} {v}" for k, v in result.n_images.items())
     )
     console.print(results_table(title, result.scores, result.higher_is_better, result.baseline))
     if result.skipped:
