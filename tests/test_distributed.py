@@ -145,7 +145,12 @@ def test_two_processes_write_one_run_directory(tmp_path: Path) -> None:
         "epoch_0002.pt",
         "latest.pt",
     ]
-    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "epoch_0001.png",
+        "epoch_0002.png",
+        "truth_epoch_0001.png",  # the synthetic scenes' test set is paired: ground truth beside translations
+        "truth_epoch_0002.png",
+    ]
     assert result.stdout.count("run directory:") == 1  # rank 0 alone reports
     state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     # 4 images, 1 per process per step, 2 processes: 2 steps per epoch
