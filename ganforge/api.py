@@ -38,8 +38,14 @@ from ganforge.engine.resume import init_from as load_init
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import apply_backend, make_runtime, select_device
 from ganforge.engine.trainer import Trainer, describe_run
-from ganforge.errors import GanforgeError
-from ganforge.evaluation import EvalResult, identity_translators, translators_of, weights_info
+from ganforge.errors import GanforgeError, RecipeError
+from ganforge.evaluation import (
+    EvalResult,
+    evaluation_split,
+    identity_translators,
+    translators_of,
+    weights_info,
+)
 from ganforge.evaluation import evaluate as evaluate_translators
 from ganforge.inference import (
     Generator,
@@ -267,12 +273,21 @@ def load(
     device: str | torch.device = "cpu",
     backend: str = "auto",
     plugins: Sequence[str] = (),
+    weights: str = "auto",
 ) -> Generator:
     """A generator ready to run, from a run directory, checkpoint, export or another project's weights,
-    prepared by ``backend`` (``auto``: the fastest available on the device; ``direct``: torch's layers)."""
+    prepared by ``backend`` (``auto``: the fastest available on the device; ``direct``: torch's layers).
+    ``weights`` (a ganforge checkpoint's): ``auto`` (the averaged (EMA) generator when the run kept one,
+    else the trained one), ``ema`` or ``raw``."""
     device = select_device(device) if isinstance(device, str) else device
     generator = load_generator(
-        source, direction=direction, net=net, weights_format=weights_format, device=device, plugins=plugins
+        source,
+        direction=direction,
+        net=net,
+        weights_format=weights_format,
+        device=device,
+        plugins=plugins,
+        weights=weights,
     )
     apply_backend(backend, generator, plugins=[*generator.plugins, *plugins])
     return generator
@@ -362,28 +377,43 @@ def evaluate(
     overrides: Sequence[str] = (),
     announce: Callable[[str], None] | None = None,
     baseline: bool = False,
+    weights: str = "auto",
+    preprocess: str | None = None,
 ) -> EvalResult:
     """Score a run's declared directions on its dataset's ``split`` (default metrics: the recipe's).
 
     The result's ``info`` says what was scored (checkpoint, epoch, step, recipe, dataset, device and the
     Inception weights used); ``announce`` gets one line before the scoring starts. With ``baseline``,
     the same metrics are also computed for "output = input" on the same images (``result.baseline``):
-    what a translation has to beat.
+    what a translation has to beat. ``weights``: ``auto`` scores the averaged (EMA) generators when
+    the run kept them, else the trained ones; ``ema`` or ``raw`` ask for one. ``preprocess``
+    (default: the recipe's ``eval.preprocess``): ``dataset`` or ``resize`` (see docs/evaluation.md).
     """
+    if preprocess not in (None, "dataset", "resize"):
+        raise GanforgeError(f"--preprocess '{preprocess}': use dataset or resize")
     if inception_weights is not None and not Path(inception_weights).is_file():
         raise GanforgeError(f"--inception-weights: {inception_weights} not found")
-    loaded = load_run(run if is_hf_source(run) else Path(run), overrides)
+    loaded = load_run(run if is_hf_source(run) else Path(run), overrides, weights=weights)
     recipe = loaded.recipe
-    weights = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
+    inception = str(inception_weights) if inception_weights is not None else recipe.eval.inception_weights
     specs = list(metrics) if metrics else recipe.eval.metrics
-    resolved = resolve_metrics(loaded.registries, specs, "--metric" if metrics else "eval.metrics", weights)
+    resolved = resolve_metrics(loaded.registries, specs, "--metric" if metrics else "eval.metrics", inception)
     torch_device = select_device(device)
-    dataset = recipe.data.build(split)
+    preprocess = preprocess or recipe.eval.preprocess
+    try:
+        dataset = evaluation_split(recipe.data, split, preprocess)
+    except RecipeError:
+        raise GanforgeError(
+            f"--preprocess {preprocess}: dataset '{recipe.data.type}' has no preprocess parameter that offers "
+            "it (the image folders have); use dataset"
+        ) from None
     loaded.model.to(torch_device)
     if announce is not None:
         announce(
-            f"evaluating {loaded.checkpoint} (epoch {loaded.epoch}, step {loaded.step}) on {recipe.data.type} "
-            f"{split} split ({len(dataset)} items) on {torch_device}"
+            f"evaluating {loaded.checkpoint} (epoch {loaded.epoch}, step {loaded.step}"
+            + (", averaged (EMA) generators" if loaded.weights == "ema" else "")
+            + (", trained (raw) weights" if weights == "raw" else "")
+            + f") on {recipe.data.type} {split} split ({len(dataset)} items) on {torch_device}"
         )
     translators = translators_of(loaded.model)
     result = evaluate_translators(
@@ -408,8 +438,14 @@ def evaluate(
         "epoch": loaded.epoch,
         "step": loaded.step,
         "recipe": recipe.name,
-        "dataset": {"type": recipe.data.type, "split": split},
+        "dataset": {
+            "type": recipe.data.type,
+            "split": split,
+            **({"preprocess": preprocess} if preprocess != "dataset" else {}),
+        },
         "device": str(torch_device),
+        # which weights were scored, where there was a choice (a run that kept averaged generators)
+        **({"weights": loaded.weights} if loaded.weights == "ema" or weights != "auto" else {}),
         **weights_info(resolved),
     }
     result.higher_is_better = {
@@ -439,6 +475,7 @@ def export(
     plugins: Sequence[str] = (),
     repo_id: str | None = None,
     license_name: str = "other",
+    weights: str = "auto",
 ) -> list[Exported]:
     """Write ``generator`` in each format of ``to``; each file is loaded back and compared with PyTorch.
 
@@ -469,7 +506,7 @@ def export(
             return written
     source = generator if not isinstance(generator, Generator) else None
     if source is not None:
-        generator = load(source, plugins=plugins)
+        generator = load(source, plugins=plugins, weights=weights)
     assert isinstance(generator, Generator)
     if name is None:  # the source's name (a checkpoint's: its run directory's), plus the net
         if source is None and generator.kind == "checkpoint":

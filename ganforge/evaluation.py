@@ -71,6 +71,15 @@ def identity_translators(like: Sequence[Translator] | None = None) -> list[Trans
     return [Translator(f"{s}2{t}", s, t, _identity) for s, t in pairs]
 
 
+def evaluation_split(data: ComponentSpec, split: str = "test", preprocess: str = "dataset") -> Any:
+    """The dataset split evaluation scores: as the dataset builds it (``preprocess = "dataset"``), or
+    with its ``preprocess`` param set to ``preprocess`` (``"resize"``: whole images resized to the crop
+    size, the reference implementation's test protocol that published scores use)."""
+    if preprocess != "dataset":
+        data = data.with_params(preprocess=preprocess)
+    return data.build(split)
+
+
 def is_paired(dataset: Any) -> bool:
     """Does every item hold a true pair? A dataset says so with a boolean ``paired`` attribute."""
     return getattr(dataset, "paired", None) is True

@@ -43,6 +43,22 @@ class _Section(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EmaSection(_Section):
+    """``[train.ema]``: an exponential moving average of the generators (absent: none is kept)."""
+
+    enabled: bool = Field(True, description="Keep the average (false: the table is ignored).")
+    decay: float = Field(
+        0.999,
+        ge=0.0,
+        lt=1.0,
+        description="Weight of the old average at each update: average = decay * average + (1 - decay) * weights.",
+    )
+    start_step: int = Field(
+        0, ge=0, description="Until this many steps are done the average is a copy of the weights."
+    )
+    every: int = Field(1, ge=1, le=1_000_000, description="Update the average every this many steps.")
+
+
 class TrainSection(_Section):
     epochs: int = Field(ge=1, le=1_000_000, description="Number of passes over the training set.")
     batch_size: int = Field(1, ge=1, le=65_536, description="Images per domain in one training step.")
@@ -95,6 +111,11 @@ class TrainSection(_Section):
         default_factory=dict,
         description="Per optimizer group ([train.schedulers.D]): keys merged over train.scheduler; a type "
         "replaces it.",
+    )
+    ema: EmaSection | None = Field(
+        None,
+        description="[train.ema]: keep an exponential moving average of the generators, used for samples, "
+        "evaluation, translate and export (absent: off).",
     )
     backend: ComponentSpec = Field(
         default_factory=lambda: ComponentSpec(type="auto"),
@@ -187,6 +208,11 @@ class EvalSection(_Section):
         None, ge=2, description="Score at most this many test images during training."
     )
     batch_size: int = Field(8, ge=1, le=4096, description="Test images per evaluation batch.")
+    preprocess: Literal["dataset", "resize"] = Field(
+        "dataset",
+        description="Test images as the dataset's test split gives them ('dataset'), or each whole image "
+        "resized to the dataset's crop_size with no crop ('resize': the reference implementation's test protocol, as published scores use).",
+    )
     inception_weights: str | None = Field(
         None, description="Inception weights file for FID and KID (default: see docs/evaluation.md)."
     )
@@ -361,6 +387,19 @@ def _resolve_groups(recipe: Recipe, registries: Registries) -> list[str]:
     return errors
 
 
+def _check_eval_preprocess(recipe: Recipe) -> list[str]:
+    """``eval.preprocess = "resize"`` sets the test split's ``preprocess`` param: the dataset needs one."""
+    try:
+        recipe.data.with_params(preprocess=recipe.eval.preprocess)
+    except RecipeError:
+        line = (
+            f"eval.preprocess: '{recipe.eval.preprocess}' needs a dataset with a preprocess parameter that "
+            f"offers it (the image folders); dataset '{recipe.data.type}' has none: use 'dataset'"
+        )
+        return [line]
+    return []
+
+
 def _lookup(node: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
@@ -436,6 +475,8 @@ def validate_recipe(
             spec._resolved = resolved.resolved
     if recipe is not None and not errors:
         errors.extend(_resolve_groups(recipe, registries))
+    if recipe is not None and not errors and recipe.eval.preprocess != "dataset":
+        errors.extend(_check_eval_preprocess(recipe))
     if recipe is not None:
         # metric names are resolved here too, so a typo fails now and not at the first evaluation
         try:

@@ -12,6 +12,8 @@ against the registry of its kind when the recipe is resolved, so errors carry th
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -274,14 +276,20 @@ def format_validation_error(error: ValidationError, prefix: str, params: type[Ba
     return lines
 
 
+_UNIONS = (typing.Union, types.UnionType)
+
+
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Follow ``loc`` through nested pydantic models to the one an error was raised in."""
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # an optional table (``Section | None``) is its model
+        members = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else (annotation,)
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if len(models) != 1:
             return None
-        model = annotation
+        model = models[0]
     return model
 
 

@@ -145,7 +145,12 @@ def test_two_processes_write_one_run_directory(tmp_path: Path) -> None:
         "epoch_0002.pt",
         "latest.pt",
     ]
-    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "epoch_0001.png",
+        "epoch_0002.png",
+        "truth_epoch_0001.png",  # the synthetic scenes' test set is paired: ground truth beside translations
+        "truth_epoch_0002.png",
+    ]
     assert result.stdout.count("run directory:") == 1  # rank 0 alone reports
     state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     # 4 images, 1 per process per step, 2 processes: 2 steps per epoch
@@ -180,7 +185,8 @@ def test_two_processes_batch_one_equal_one_process_batch_two(tmp_path: Path) -> 
     followed by an instance norm are the exception: their true gradient is zero, what they get is
     rounding noise whose sign depends on the order of a float sum, and Adam moves a weight by about
     +-lr whatever its gradient's size; so they may differ by up to 2 x lr x steps = 1.6e-3."""
-    common = [*SMALL, "data.length=8", "train.epochs=1", "model.pool.size=0"]
+    # with [train.ema]: every rank averages the same weights, so the average matches one process's too
+    common = [*SMALL, "data.length=8", "train.epochs=1", "model.pool.size=0", "train.ema.decay=0.5"]
     one = run(
         1,
         str(RECIPES / "quickstart.toml"),
@@ -193,8 +199,9 @@ def test_two_processes_batch_one_equal_one_process_batch_two(tmp_path: Path) -> 
         *_sets([*common, "train.batch_size=1", f"output.root={tmp_path}/two"]),
     )
     assert two.returncode == 0, two.stderr[-3000:]
-    a = load_checkpoint(next((tmp_path / "one").glob("*/checkpoints/latest.pt")))["model"]
-    b = load_checkpoint(next((tmp_path / "two").glob("*/checkpoints/latest.pt")))["model"]
+    state_a = load_checkpoint(next((tmp_path / "one").glob("*/checkpoints/latest.pt")))
+    state_b = load_checkpoint(next((tmp_path / "two").glob("*/checkpoints/latest.pt")))
+    a, b = state_a["model"], state_b["model"]
     logged_one, logged_two = _logged(tmp_path / "one"), _logged(tmp_path / "two")
     assert len(logged_one) == len(logged_two) == 4
     for x, y in zip(logged_one, logged_two):
@@ -206,6 +213,10 @@ def test_two_processes_batch_one_equal_one_process_batch_two(tmp_path: Path) -> 
     assert len(weights) > 10 and biases
     assert max((a[k] - b[k]).abs().max().item() for k in weights) < 1e-5
     assert max((a[k] - b[k]).abs().max().item() for k in biases) <= 2 * 2e-4 * 4 + 1e-6
+    ema_a, ema_b = state_a["ema"]["weights"], state_b["ema"]["weights"]
+    assert ema_a.keys() == ema_b.keys() and any(not torch.equal(ema_a[k], a[k]) for k in ema_a)
+    assert max((ema_a[k] - ema_b[k]).abs().max().item() for k in ema_a if k in weights) < 1e-5
+    assert max((ema_a[k] - ema_b[k]).abs().max().item() for k in ema_a if k in biases) <= 2 * 2e-4 * 4 + 1e-6
     # and the check can fail: 1 process x batch 1 on the same first 4 images lands elsewhere
     lone = run(
         1,

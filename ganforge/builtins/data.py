@@ -67,8 +67,11 @@ class FolderParams(Params):
     """What every image-folder dataset shares: where, how images are brought to size, unreadable files."""
 
     root: str = Field(description="Dataset folder (relative to the working directory).")
-    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = Field(
-        "resize_and_crop", description="How images are brought to crop_size."
+    preprocess: Literal[
+        "resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none", "resize"
+    ] = Field(
+        "resize_and_crop",
+        description="How images are brought to crop_size ('resize': the whole image resized to crop_size, no crop).",
     )
     load_size: int = Field(286, ge=4, le=16_384, description="Size images are scaled to before cropping.")
     crop_size: int = Field(256, ge=4, le=16_384, description="Side of the crop fed to the networks.")
@@ -128,7 +131,9 @@ class SingleFolderParams(FolderParams):
     root: str = Field(
         description="Folder of images, searched recursively (relative to the working directory)."
     )
-    preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = Field(
+    preprocess: Literal[
+        "resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none", "resize"
+    ] = Field(
         "none", description="How images are brought to crop_size ('none': whole images, sides rounded to 4)."
     )
     flip: bool = Field(False, description="Random horizontal flips for the train split.")

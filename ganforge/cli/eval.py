@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ganforge import api
+from ganforge.cli.translate import WeightsOption
 from ganforge.engine.resume import run_dir_of
 from ganforge.errors import GanforgeError
 from ganforge.inference import is_hf_source, parse_hf
@@ -124,6 +125,15 @@ def eval_command(
             "each direction and written under identity_baseline.",
         ),
     ] = False,
+    weights: WeightsOption = "auto",
+    preprocess: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Test images as the dataset gives them (dataset) or each whole image resized to the crop size "
+            "with no crop (resize: the reference implementation's test protocol, as published scores use). [default: the recipe's eval.preprocess]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score a run on its dataset's test split: FID and KID both ways, PSNR/SSIM/L1 where pairs exist."""
     console = Console(highlight=False, soft_wrap=True)
@@ -138,10 +148,14 @@ def eval_command(
         overrides=set_ or [],
         announce=console.print,
         baseline=baseline,
+        weights=weights,
+        preprocess=preprocess,
     )
     info = result.info
-    title = f"{info['recipe']}, epoch {info['epoch']}: {split} split, images per domain " + ", ".join(
-        f"{k} {v}" for k, v in result.n_images.items()
+    resized = ", resized to the crop size" if info["dataset"].get("preprocess") == "resize" else ""
+    title = (
+        f"{info['recipe']}, epoch {info['epoch']}: {split} split{resized}, images per domain "
+        + ", ".join(f"{k} {v}" for k, v in result.n_images.items())
     )
     console.print(results_table(title, result.scores, result.higher_is_better, result.baseline))
     if result.skipped:

@@ -17,6 +17,7 @@ from ganforge.cli.translate import (
     NetOption,
     PluginOption,
     SourceArg,
+    WeightsOption,
 )
 from ganforge.engine.runtime import apply_backend
 from ganforge.errors import GanforgeError
@@ -75,6 +76,7 @@ def export(
     ] = "other",
     backend: BackendOption = "auto",
     plugin: PluginOption = None,
+    weights: WeightsOption = "auto",
 ) -> None:
     """Export a generator; each file is loaded back and compared with PyTorch on a random input."""
     formats = list(dict.fromkeys(to or api.EXPORT_SUFFIXES))
@@ -114,6 +116,7 @@ def export(
         weights_format=weights_format,
         device="cpu",
         plugins=plugin or [],
+        weights=weights,
     )
     if name is None:
         stem = api.source_name(source)

@@ -66,6 +66,13 @@ BackendOption = Annotated[
         "(torch's own layers) or a plugin's (`ganforge list-components backend`).",
     ),
 ]
+WeightsOption = Annotated[
+    str,
+    typer.Option(
+        help="A ganforge checkpoint's weights: auto (the averaged (EMA) generator when the run kept one with "
+        "[train.ema], else the trained one), ema, or raw (the trained weights).",
+    ),
+]
 PluginOption = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Option(
@@ -127,6 +134,7 @@ def translate(
     overwrite: Annotated[bool, typer.Option(help="Replace images already in --out.")] = False,
     backend: BackendOption = "auto",
     plugin: PluginOption = None,
+    weights: WeightsOption = "auto",
 ) -> None:
     """Translate an image or a folder of images with a trained generator, keeping file names and folders."""
     tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)
@@ -141,6 +149,7 @@ def translate(
         weights_format=weights_format,
         device=pick_device(device),
         plugins=plugin or [],
+        weights=weights,
     )
     apply_backend(backend, generator, plugins=[*generator.plugins, *(plugin or [])])
     for note in generator.notes:

@@ -187,7 +187,7 @@ class ImageReader:
 
 # ------------------------------------------------------------------------------------ preprocessing
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none", "resize")
 
 
 class Preprocess:
@@ -195,7 +195,9 @@ class Preprocess:
 
     ``resize_and_crop``: resize to ``load_size`` square, crop ``crop_size``; ``crop``: crop only;
     ``scale_width``: width to ``load_size``, keeping the aspect ratio (height at least ``crop_size``);
-    ``scale_width_and_crop``: that, then crop; ``none``: as it is. Sides are then rounded to multiples
+    ``scale_width_and_crop``: that, then crop; ``none``: as it is; ``resize``: the whole image resized
+    to ``crop_size`` square, no crop (the reference's test protocol: it sets ``load_size`` to
+    ``crop_size``, so nothing is cut off; evaluation's ``eval.preprocess = "resize"``). Sides are then rounded to multiples
     of 4 (the generator's two stride-2 stages need it) and the image is flipped left-right half the
     time if ``flip`` (training only).
 
@@ -216,6 +218,8 @@ class Preprocess:
         mode, load, crop = self.preprocess, self.load_size, self.crop_size
         if mode == "resize_and_crop":
             image = image.resize((load, load), Image.Resampling.BICUBIC)
+        elif mode == "resize":
+            image = image.resize((crop, crop), Image.Resampling.BICUBIC)
         elif mode in ("scale_width", "scale_width_and_crop"):
             image = _scale_width(image, load, crop)
         if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from rich.progress import (
 )
 
 from ganforge.engine.images import encode_png, sample_grid
+from ganforge.evaluation import translators_of
 from ganforge.registry import CALLBACK_METHODS
 
 
@@ -41,6 +43,7 @@ class Trainer(Protocol):
     steps_per_epoch: int
     global_batch: int  # images per domain in one step, over all processes
     sample_batch: dict[str, torch.Tensor]
+    sample_paired: bool  # the sample images are true test pairs (each has its right answer)
 
     @property
     def total_steps(self) -> int: ...
@@ -51,6 +54,8 @@ class Trainer(Protocol):
     def learning_rates(self) -> dict[str, float]: ...
 
     def save_checkpoint(self, relative: str) -> Path | None: ...
+
+    def averaged_weights(self) -> AbstractContextManager[None]: ...
 
 
 class Callback:
@@ -78,6 +83,13 @@ def as_callback(obj: Any) -> Callback:
         if callable(method):
             setattr(adapter, name, method)
     return adapter
+
+
+def averaged_weights(trainer: Trainer) -> AbstractContextManager[None]:
+    """The generators' averaged (EMA) weights in place while inside, when the run keeps them
+    (``[train.ema]``); otherwise nothing changes."""
+    method = getattr(trainer, "averaged_weights", None)
+    return method() if callable(method) else nullcontext()
 
 
 def format_losses(losses: dict[str, float]) -> str:
@@ -181,8 +193,29 @@ class MetricsLog(Callback):
         self._record(trainer, "epoch", losses)
 
 
+def truth_rows(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> list[list[tuple[str, torch.Tensor]]]:
+    """For each direction the model declares, a block: input | translation | ground truth (the input's
+    true counterpart in the target domain, which a paired test set has)."""
+    rows = []
+    for t in translators_of(model):
+        if t.source in batch and t.target in batch:
+            source = batch[t.source]
+            rows.append(
+                [
+                    (f"{t.source} (input)", source),
+                    (t.name, t.net(source)),
+                    (f"{t.target} (truth)", batch[t.target]),
+                ]
+            )
+    return rows
+
+
 class SampleGrids(Callback):
-    """``samples/epoch_NNNN.png``: the model's sample rows on fixed test images."""
+    """``samples/epoch_NNNN.png``: the model's sample rows on fixed test images (with the averaged
+    generators when the run keeps an EMA). Where those are true test pairs, also
+    ``samples/truth_epoch_NNNN.png``: input | translation | ground truth for each declared direction."""
 
     def __init__(self, every: int) -> None:
         self.every = every
@@ -190,13 +223,18 @@ class SampleGrids(Callback):
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
         if trainer.epoch % self.every and trainer.epoch != trainer.epochs:
             return
+        paired = bool(getattr(trainer, "sample_paired", False))
         trainer.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), averaged_weights(trainer):
             rows = trainer.model.sample_rows(trainer.sample_batch)
+            truth = truth_rows(trainer.model, trainer.sample_batch) if paired else []
         trainer.model.train()
-        image = sample_grid(rows)
-        data = encode_png(image)
-        trainer.run_dir.atomic_write(f"{trainer.run_dir.SAMPLES}/epoch_{trainer.epoch:04d}.png", data)
+        folder = trainer.run_dir.SAMPLES
+        trainer.run_dir.atomic_write(f"{folder}/epoch_{trainer.epoch:04d}.png", encode_png(sample_grid(rows)))
+        if truth:
+            trainer.run_dir.atomic_write(
+                f"{folder}/truth_epoch_{trainer.epoch:04d}.png", encode_png(sample_grid(truth))
+            )
 
 
 class Checkpoints(Callback):

@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from ganforge.engine.callbacks import Callback
+from ganforge.engine.callbacks import Callback, averaged_weights
 from ganforge.engine.checkpoint import rng_state, set_rng_state
 from ganforge.engine.render import loss_curves_png, metric_curves_png, read_jsonl, render_report
 from ganforge.errors import GanforgeError
-from ganforge.evaluation import evaluate, translators_of
+from ganforge.evaluation import evaluate, evaluation_split, identity_translators, is_paired, translators_of
 from ganforge.metrics import resolve_metrics
 
 if TYPE_CHECKING:
@@ -63,8 +63,11 @@ class MetricEvaluation(Callback):
         self.section = section
         self.console = console
         self.metrics = resolve_metrics(registries, section.metrics, "eval.metrics", section.inception_weights)
-        for spec in self.metrics.values():  # find Inception weights (and the like) before training starts
-            spec.build()
+        # those that need true pairs are scored for the identity baseline too
+        self.paired_metrics: dict[str, Any] = {}
+        for name, spec in self.metrics.items():  # finds Inception weights (and the like) before training
+            if getattr(spec.build(), "paired", False):
+                self.paired_metrics[name] = spec
         self.best_metric = section.best_metric
         self.best: dict[str, Any] | None = None  # metric, value, epoch, step, checkpoint
         self.last: EvalResult | None = None
@@ -74,10 +77,11 @@ class MetricEvaluation(Callback):
             base = self.best_metric.rsplit(".", 1)[-1]
             self.higher_is_better = bool(getattr(self.metrics[base].build(), "higher_is_better", False))
         self.dataset: Any = None
+        self.baseline: dict[str, dict[str, float]] | None = None  # identity's paired scores, once per run
         self._early: tuple[int, EvalResult] | None = None  # (epoch, result) evaluated for a schedule
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.dataset = trainer.recipe.data.build("test")
+        self.dataset = evaluation_split(trainer.recipe.data, "test", self.section.preprocess)
         trainer.run_dir.truncate_jsonl(EVAL_LOG, trainer.step)  # a resumed run redoes later evaluations
         for record in read_jsonl(trainer.run_dir.path / EVAL_LOG):
             value = self._value(record.get("scores") or {})
@@ -127,18 +131,37 @@ class MetricEvaluation(Callback):
         saved_rng = rng_state()  # evaluating must not change what training draws next
         model.eval()
         try:
-            result = evaluate(
-                translators_of(model),
-                self.dataset,
-                self.metrics,
-                device=device,
-                batch_size=self.section.batch_size,
-                max_images=self.section.max_images,
-            )
+            with averaged_weights(trainer):
+                result = evaluate(
+                    translators_of(model),
+                    self.dataset,
+                    self.metrics,
+                    device=device,
+                    batch_size=self.section.batch_size,
+                    max_images=self.section.max_images,
+                )
         finally:
             model.train(was_training)
             set_rng_state(saved_rng)
+        if getattr(trainer, "ema", None) is not None:
+            result.info["weights"] = "ema"  # scored with the averaged generators
+        if self.section.preprocess != "dataset":
+            result.info["preprocess"] = self.section.preprocess
+        result.baseline = self._identity_baseline(translators_of(model))
         return result
+
+    def _identity_baseline(self, translators: Any) -> dict[str, dict[str, float]] | None:
+        """The paired metrics of "output = input" on the same test images (what a translation has to
+        beat; no network runs, so it is cheap), computed at the first evaluation of a run."""
+        if self.baseline is None and self.paired_metrics and is_paired(self.dataset):
+            self.baseline = evaluate(
+                identity_translators(translators),
+                self.dataset,
+                self.paired_metrics,
+                batch_size=self.section.batch_size,
+                max_images=self.section.max_images,
+            ).scores
+        return self.baseline
 
     def on_epoch_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
         if not self.due(trainer):

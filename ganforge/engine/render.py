@@ -23,6 +23,7 @@ from ganforge.engine.images import encode_png
 
 PANEL_W, PANEL_H = 360, 220
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 58, 14, 30, 34
+BASELINE_COLOUR = (150, 150, 150)  # the identity baseline's lines
 PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207),
            (140, 86, 75), (227, 119, 194)]  # fmt: skip
 
@@ -61,11 +62,14 @@ def loss_series(records: Iterable[dict[str, Any]]) -> dict[str, list[tuple[float
     return series
 
 
-def metric_series(records: Iterable[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """``DIRECTION.metric`` -> ``(epoch, value)`` from ``eval.jsonl`` records."""
+def metric_series(
+    records: Iterable[dict[str, Any]], key: str = "scores"
+) -> dict[str, list[tuple[float, float]]]:
+    """``DIRECTION.metric`` -> ``(epoch, value)`` from ``eval.jsonl`` records (``key``: their scores, or
+    ``identity_baseline``, the paired scores of "output = input")."""
     series: dict[str, list[tuple[float, float]]] = {}
     for record in records:
-        for direction, values in (record.get("scores") or {}).items():
+        for direction, values in (record.get(key) or {}).items():
             for name, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     series.setdefault(f"{direction}.{name}", []).append(
@@ -207,13 +211,14 @@ def chart(panels: dict[str, dict[str, Series]], *, x_label: str, columns: int = 
     font = _font()
     for i, name in enumerate(names):
         box = ((i % columns) * PANEL_W, (i // columns) * PANEL_H)
-        series = panels[name]
+        series = {k: v for k, v in panels[name].items() if not k.startswith(IDENTITY)}
         if len(series) == 1:  # one series: a colour of its own per panel
             lines = [(label, points, PALETTE[i % len(PALETTE)]) for label, points in series.items()]
         else:
             lines = [
                 (label, points, PALETTE[j % len(PALETTE)]) for j, (label, points) in enumerate(series.items())
             ]
+        lines += [(k, v, BASELINE_COLOUR) for k, v in panels[name].items() if k.startswith(IDENTITY)]
         draw_panel(draw, box, name, lines, x_label, font)
     return image
 
@@ -225,12 +230,28 @@ def loss_curves_png(records: Iterable[dict[str, Any]]) -> bytes | None:
     return encode_png(chart(panels, x_label="step")) if panels else None
 
 
+#: Label prefix of the identity baseline's lines (drawn in grey).
+IDENTITY = "identity"
+
+
 def metric_curves_png(records: Iterable[dict[str, Any]]) -> bytes | None:
-    """One panel per metric, with a line per direction, over the epochs."""
+    """One panel per metric, with a line per direction, over the epochs; where the records hold the
+    identity baseline's paired scores, a grey line each (``identity`` when the directions agree)."""
+    records = list(records)
     panels: dict[str, dict[str, Series]] = {}
     for key, points in metric_series(records).items():
         direction, name = key.split(".", 1)
         panels.setdefault(name, {})[direction] = points
+    baselines: dict[str, dict[str, Series]] = {}
+    for key, points in metric_series(records, "identity_baseline").items():
+        direction, name = key.split(".", 1)
+        if name in panels:
+            baselines.setdefault(name, {})[direction] = points
+    for name, lines in baselines.items():
+        if len({tuple(points) for points in lines.values()}) == 1:  # the same for every direction
+            panels[name][IDENTITY] = next(iter(lines.values()))
+        else:
+            panels[name].update({f"{IDENTITY} {d}": points for d, points in lines.items()})
     return encode_png(chart(panels, x_label="epoch")) if panels else None
 
 
@@ -274,13 +295,30 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _scores_table(scores: dict[str, dict[str, Any]]) -> str:
+def _scores_table(
+    scores: dict[str, dict[str, Any]], baseline: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """A row per metric, a column per direction; with ``baseline`` (the identity's paired scores) an
+    ``identity`` column beside each direction."""
     directions = list(scores)
     names: list[str] = []
     for values in scores.values():
         names.extend(n for n in values if n not in names)
-    rows = [[name, *[scores[d].get(name) for d in directions]] for name in names]
-    return _table(["metric", *directions], rows)
+    if not baseline:
+        rows = [[name, *[scores[d].get(name) for d in directions]] for name in names]
+        return _table(["metric", *directions], rows)
+    header = ["metric", *[c for d in directions for c in (d, f"{d} identity")]]
+    rows = [
+        [name, *[v for d in directions for v in (scores[d].get(name), baseline.get(d, {}).get(name))]]
+        for name in names
+    ]
+    return _table(header, rows)
+
+
+def newest_file(folder: Path, pattern: str) -> Path | None:
+    """The last of ``folder``'s files matching ``pattern`` in name order (epoch numbers are zero-padded)."""
+    found = sorted(folder.glob(pattern))
+    return found[-1] if found else None
 
 
 def render_report(run_path: Path, status: dict[str, Any]) -> str:
@@ -314,7 +352,12 @@ def render_report(run_path: Path, status: dict[str, Any]) -> str:
         last = evals[-1]
         counts = ", ".join(f"{k}: {v}" for k, v in (last.get("n_images") or {}).items())
         parts.append(f"<p>Test split after epoch {last.get('epoch')} (images per domain: {esc(counts)}).</p>")
-        parts.append(_scores_table(last.get("scores", {})))
+        parts.append(_scores_table(last.get("scores", {}), last.get("identity_baseline")))
+        if last.get("identity_baseline"):
+            parts.append(
+                "<p class='muted'>identity: the paired scores of output = input on the same images, what a "
+                "translation has to beat (grey lines in the chart).</p>"
+            )
         if best:
             metric, value, where = (esc(_cell(best.get(k))) for k in ("metric", "value", "checkpoint"))
             epoch = best.get("epoch")
@@ -353,6 +396,15 @@ def render_report(run_path: Path, status: dict[str, Any]) -> str:
         parts.append("<p class='muted'>No losses logged yet.</p>")
 
     parts.append("<h2>Samples</h2>")
+    truth = newest_file(run_path / "samples", "truth_epoch_*.png")
+    if truth is not None:
+        epoch = truth.stem.rsplit("_", 1)[-1].lstrip("0") or "0"
+        parts.append(
+            f"<h3>Translations beside the ground truth (epoch {esc(epoch)})</h3><p>The test set is paired: "
+            "for each direction, input | translation | the input's true counterpart.</p>"
+        )
+        parts.append(f"<img alt='{esc(truth.name)}' src='{_data_uri(truth.read_bytes())}'>")
+        parts.append("<h3>The model's sample grid</h3>")
     samples = sorted((run_path / "samples").glob("epoch_*.png"))
     if samples:
         newest = samples[-1]

@@ -31,6 +31,7 @@ MAY_CHANGE_ON_RESUME = (
     "train.log_every",
     "train.deterministic",
     "train.dist_timeout",
+    "train.ema.",  # the average of the generators is kept beside the trained weights, not trained
     "data.on_corrupt",
     "eval.",
     "output.",

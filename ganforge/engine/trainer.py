@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from ganforge.data.sampling import EpochSampler, SeededItems, mix_seed
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.channels import channel_error, check_channels, check_sizes
 from ganforge.engine.checkpoint import FORMAT, FORMAT_VERSION, rng_state, set_rng_state
+from ganforge.engine.ema import ModelAverage
 from ganforge.engine.rundir import RunDir
 from ganforge.engine.runtime import Runtime
 from ganforge.errors import CheckpointError, DatasetError, GanforgeError, RecipeError, TrainingError
+from ganforge.evaluation import is_paired
 from ganforge.model import Optimizers
 from ganforge.recipe import Recipe
 
@@ -113,6 +116,8 @@ class Trainer:
         except DatasetError:
             sample_set = dataset  # no test split: show training images
         self.sample_batch = runtime.prepare_batch(_fixed_batch(sample_set, recipe.output.n_samples))
+        # the sample images are true test pairs: grids can show the right answer beside a translation
+        self.sample_paired = sample_set is not dataset and is_paired(sample_set)
 
         self.sampler = EpochSampler(
             len(dataset),
@@ -162,6 +167,17 @@ class Trainer:
             self.optimizers[name] = optimizer
             self.schedulers[name] = train.scheduler_for(name).build(optimizer, self.epochs)
         self.scaler = runtime.grad_scaler()
+        ema = train.ema
+        # every rank takes the same steps from the same weights, so every rank's average is the same
+        self.ema = (
+            ModelAverage(self.model, ema.decay, ema.start_step, ema.every)
+            if ema is not None and ema.enabled
+            else None
+        )
+        if self.ema is not None and not self.ema.params:
+            raise RecipeError(
+                f"train.ema: the {recipe.model.type} model exports no nets with parameters to average"
+            )
 
     @property
     def total_steps(self) -> int:
@@ -171,6 +187,15 @@ class Trainer:
     def position(self) -> int:
         """Steps completed in the current epoch."""
         return self.step - self.epoch * self.steps_per_epoch
+
+    @contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """While inside, the generators hold their averaged (EMA) weights, if the run keeps any."""
+        if self.ema is None:
+            yield
+            return
+        with self.ema.applied():
+            yield
 
     def learning_rates(self) -> dict[str, float]:
         return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
@@ -218,6 +243,8 @@ class Trainer:
                         self._totals[name] = self._totals[name] + value if name in self._totals else value
                     self._window_steps += 1
                     self.step += 1
+                    if self.ema is not None:
+                        self.ema.update(self.step)
                     report = None
                     if self.step % log_every == 0 or self.position == self.steps_per_epoch:
                         report = self._mean_losses(self._window, self._window_steps)
@@ -322,6 +349,7 @@ class Trainer:
             "global_batch": self.global_batch,
             "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def checkpoint_bytes(self) -> bytes:
@@ -348,7 +376,7 @@ class Trainer:
             t.numel() * t.element_size() for t in self.model.state_dict().values() if torch.is_tensor(t)
         )
         params = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        return state + 2 * params
+        return state + 2 * params + (self.ema.nbytes() if self.ema is not None else 0)
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Continue from ``state`` (read by :func:`ganforge.engine.checkpoint.load_checkpoint`)."""
@@ -376,6 +404,11 @@ class Trainer:
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
+        if self.ema is not None:
+            if isinstance(state.get("ema"), dict):
+                self.ema.load_state_dict(state["ema"], source)
+            else:  # [train.ema] turned on when resuming: the average starts from the weights
+                self.ema.reset()
         set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
@@ -399,4 +432,5 @@ def describe_run(trainer: Trainer) -> str:
         f"{trainer.recipe.model.type} model, {n_params / 1e6:.2f} M parameters, "
         f"{trainer.steps_per_epoch} steps/epoch x {trainer.epochs} epochs on {trainer.runtime.device}, "
         f"{trainer.runtime.describe_backend()}"
+        + (f"; averaged generators (EMA, decay {trainer.ema.decay:g})" if trainer.ema is not None else "")
     )

@@ -15,6 +15,7 @@ from torch import nn
 from ganforge._version import __version__
 from ganforge.engine.channels import input_channels
 from ganforge.engine.checkpoint import FORMAT_VERSION
+from ganforge.engine.ema import WEIGHT_CHOICES, checkpoint_weights
 from ganforge.engine.resume import find_checkpoint
 from ganforge.errors import CheckpointError, GanforgeError, PluginError, RecipeError, did_you_mean
 from ganforge.inference.files import (
@@ -60,6 +61,7 @@ class Generator:
     in_channels: int = 3
     label: str = ""
     net: str | None = None  # the model's net this generator is, for a ganforge checkpoint
+    weights: str | None = None  # a checkpoint's "ema" (averaged) or "raw" (trained) weights
     plugins: list[str] = field(default_factory=list)  # plugin modules or files it was built with
     notes: list[str] = field(default_factory=list)
     direction: Direction | None = None  # the direction it translates, for a ganforge checkpoint
@@ -91,6 +93,7 @@ def load_generator(
     weights_format: str = "auto",
     device: torch.device | str = "cpu",
     plugins: Sequence[str] = (),
+    weights: str = "auto",
 ) -> Generator:
     """Load a generator from ``path`` (see the module docstring for the kinds of file).
 
@@ -101,12 +104,18 @@ def load_generator(
     or ``net`` (one of its exported nets) picks the net of a ganforge checkpoint; other files hold one
     generator. ``weights_format`` is ``auto`` (detect), a core format or a plugin's format
     name. ``plugins`` are extra plugin modules or files (a recipe's plugins are loaded as well).
+    ``weights`` picks a ganforge checkpoint's weights: ``auto`` (the averaged (EMA) generators when the
+    run kept them, else the trained ones), ``ema`` or ``raw`` (the trained ones).
     """
+    if weights not in WEIGHT_CHOICES:
+        raise GanforgeError(f"--weights '{weights}': use {', '.join(WEIGHT_CHOICES)}")
     resolved = resolve_source(path, plugins)
     if weights_format == "auto" and resolved.weights_format is not None:
         weights_format = resolved.weights_format
     try:
-        generator = _load_path(resolved.path, direction, net, weights_format, torch.device(device), plugins)
+        generator = _load_path(
+            resolved.path, direction, net, weights_format, torch.device(device), plugins, weights
+        )
     except CheckpointError as exc:
         if resolved.hub is not None:
             raise CheckpointError(*exc.lines[:-1], f"{resolved.hub}: {exc.lines[-1]}") from None
@@ -252,6 +261,7 @@ def _load_path(
     weights_format: str,
     device: torch.device,
     plugins: Sequence[str],
+    weights: str = "auto",
 ) -> Generator:
     """:func:`load_generator` of a path (names resolved)."""
     if path.is_dir():
@@ -261,7 +271,7 @@ def _load_path(
             tensors, _ = read_safetensors(path / WEIGHTS)
             return _from_hub(path, read_config(path), tensors, direction, net, device, plugins)
         checkpoint, data = find_checkpoint(path)
-        return _from_checkpoint(checkpoint, data, direction, net, device, plugins)
+        return _from_checkpoint(checkpoint, data, direction, net, device, plugins, weights)
     if not path.is_file():
         hint = " (nor a pretrained model's name: see ganforge models list)" if is_bare_name(path) else ""
         raise CheckpointError(f"{path}: no such file{hint}")
@@ -281,6 +291,8 @@ def _load_path(
         if direction is None and net is None
         else [f"{path.name} holds one generator; --direction/--net apply to ganforge checkpoints only"]
     )
+    if weights != "auto":
+        single.append(f"{path.name} holds one set of weights; --weights applies to ganforge checkpoints only")
     if kind == "torchscript":
         _only_core(weights_format, kind, path)
         generator = _from_torchscript(path, device)
@@ -311,7 +323,7 @@ def _load_path(
                     f"{path}: checkpoint format {data.get('format_version')} written by ganforge "
                     f"{data.get('ganforge_version')}; this ganforge ({__version__}) reads format {FORMAT_VERSION}"
                 )
-            return _from_checkpoint(path, data, direction, net, device, plugins)
+            return _from_checkpoint(path, data, direction, net, device, plugins, weights)
         if weights_format == "checkpoint":
             raise CheckpointError(f"{path}: not a ganforge checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
         state = _tensor_state(data)
@@ -352,12 +364,13 @@ def _from_checkpoint(
     net: str | None,
     device: torch.device,
     plugins: Sequence[str],
+    weights: str = "auto",
 ) -> Generator:
-    """Rebuild the checkpoint's model from its recipe, load its weights, and take the net of the
-    direction (or the named net) the model declares."""
+    """Rebuild the checkpoint's model from its recipe, load its weights (``weights``: see
+    :func:`load_generator`), and take the net of the direction (or the named net) the model declares."""
     model, refs, run_dir = _checkpoint_model(path, data, plugins)
     chosen, declared = choose_net(model, direction, net, str(path))
-    return _checkpoint_net(path, data, model, chosen, declared, device, refs, run_dir)
+    return _checkpoint_net(path, data, model, chosen, declared, device, refs, run_dir, weights)
 
 
 def _checkpoint_model(
@@ -386,17 +399,19 @@ def _checkpoint_net(
     device: torch.device,
     refs: Sequence[str],
     run_dir: Path,
+    weights: str = "auto",
 ) -> Generator:
-    """The model's net ``chosen``, with the checkpoint's weights loaded, as a generator."""
+    """The model's net ``chosen``, with the checkpoint's weights loaded (``weights``: see
+    :func:`load_generator`), as a generator."""
     path = Path(path)
-    weights = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    model_state, which = checkpoint_weights(data, weights, path)
     state = {
         k[len(chosen) + 1 :]: v
-        for k, v in weights.items()
+        for k, v in model_state.items()
         if k.startswith(f"{chosen}.") and torch.is_tensor(v)
     }
     if not state:
-        nets = sorted({k.split(".")[0] for k, v in weights.items() if torch.is_tensor(v)})
+        nets = sorted({k.split(".")[0] for k, v in model_state.items() if torch.is_tensor(v)})
         raise CheckpointError(
             f"{path}: no net '{chosen}' in this checkpoint (its nets: {', '.join(nets) or 'none'})"
         )
@@ -406,13 +421,16 @@ def _checkpoint_net(
     generator_spec = _plain_spec(declared.generator) if declared is not None else None
     load_strict(module, state, generator_spec or {"type": chosen}, f"{path} ({chosen})")
     epoch = data.get("epoch")
-    label = f"{chosen} of {path.name}" + (f" (epoch {epoch})" if isinstance(epoch, int) else "")
+    shown = [f"epoch {epoch}"] if isinstance(epoch, int) else []
+    shown += ["averaged (EMA) weights"] if which == "ema" else []
+    label = f"{chosen} of {path.name}" + (f" ({', '.join(shown)})" if shown else "")
     spec_object = declared.generator if declared is not None else None
     plugin = spec_object.resolved.component.plugin if hasattr(spec_object, "resolved") else None
     generator = _module_generator(module, "checkpoint", path, device, generator_spec, plugin, label)
     generator.net = chosen
     generator.direction = declared
     generator.directions = list(model.directions())
+    generator.weights = which
     # as found from the run directory, so whoever loads them again (a backend, an export's check) finds them
     generator.plugins = list(dict.fromkeys(_found_from(ref, run_dir) for ref in refs))
     return generator
@@ -766,13 +784,17 @@ class LoadedRun:
     checkpoint: Path
     epoch: int
     step: int
+    weights: str = "raw"  # "ema": the generators hold their averaged weights
 
 
 def load_run(
-    path: str | Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu"
+    path: str | Path, overrides: Sequence[str] = (), device: torch.device | str = "cpu", weights: str = "auto"
 ) -> LoadedRun:
     """A run directory or checkpoint (also as ``hf://``) -> its model (weights loaded, eval mode) and
-    resolved recipe."""
+    resolved recipe.
+
+    ``weights``: ``auto`` (the generators' averaged (EMA) weights when the run kept them), ``ema`` or
+    ``raw`` (the trained weights)."""
     resolved = resolve_source(path) if isinstance(path, str) else Resolved(path)
     if resolved.path.is_dir() and is_hub_folder(resolved.path):
         raise CheckpointError(
@@ -789,12 +811,19 @@ def load_run(
         raise type(exc)(*(f"{checkpoint} (its recipe): {line}" for line in exc.lines)) from None
     recipe = loaded.recipe
     model = recipe.model.build(recipe.seed)
+    model_state, which = checkpoint_weights(state, weights, checkpoint)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(model_state)
     except (KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise GanforgeError(f"{checkpoint}: weights do not fit the recipe's model: {first}") from None
     model.to(device).eval()
     return LoadedRun(
-        model, recipe, loaded.registries, checkpoint, int(state.get("epoch", 0)), int(state.get("step", 0))
+        model,
+        recipe,
+        loaded.registries,
+        checkpoint,
+        int(state.get("epoch", 0)),
+        int(state.get("step", 0)),
+        which,
     )

@@ -61,10 +61,14 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_the_run_writes_samples_of_input_output_target(run):
-    grids = sorted((run / "samples").glob("*.png"))
+    grids = sorted((run / "samples").glob("epoch_*.png"))
     assert grids
     width, height = Image.open(grids[-1]).size
     assert width > 3 * 32 and height >= 2 * 32  # input | output | target, for each of two test pairs
+    # the core's ground-truth grid (a paired test set): one block for the one direction, 3 columns
+    truth = Image.open(run / "samples" / "truth_epoch_0001.png")
+    assert truth.size == (width, height)  # the same layout as the model's own rows here
+    assert "Translations beside the ground truth" in (run / "report.html").read_text()
     assert tomllib.loads((run / "recipe.toml").read_text())["model"]["type"] == "pix2pix"
 
 
