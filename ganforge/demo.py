@@ -49,6 +49,7 @@ def load_panels(
     device: str | torch.device = "cpu",
     backend: str = "auto",
     plugins: Sequence[str] = (),
+    weights: str = "auto",
 ) -> list[Panel]:
     """A panel per direction of ``source`` (``directions``: those named, in that order; default: every
     direction a checkpoint's model declares). A file holding one generator gives one panel."""
@@ -59,6 +60,7 @@ def load_panels(
         device=device,
         backend=backend,
         plugins=plugins,
+        weights=weights,
     )
     if first.direction is None:  # one generator: an export, a pretrained model, another project's weights
         if len(directions) > 1:
@@ -77,6 +79,7 @@ def load_panels(
             device=first.device,
             backend=backend,
             plugins=plugins,
+            weights=weights,
         )
         if any(p.generator.net == generator.net for p in panels):
             continue  # the same direction named twice

@@ -10,7 +10,18 @@ import typer
 
 from ganforge import api
 from ganforge import demo as page_demo
-from ganforge.cli.translate import BackendOption, FormatOption, PluginOption, SourceArg, pick_device
+from ganforge.cli.translate import (
+    BackendOption,
+    FormatOption,
+    PluginOption,
+    SourceArg,
+    TileAboveOption,
+    TileNormOption,
+    TileOption,
+    TileOverlapOption,
+    WeightsOption,
+    pick_device,
+)
 from ganforge.inference import Tiling, parse_size
 
 
@@ -42,27 +53,17 @@ def demo(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass (large images).")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    tile: Annotated[
-        int, typer.Option(min=0, help="Tile side for large images (multiple of 4; 0: never tile).")
-    ] = 512,
-    tile_overlap: Annotated[
-        int, typer.Option(min=0, help="Least overlap of neighbouring tiles, in pixels.")
-    ] = 64,
-    tile_above: Annotated[
-        int, typer.Option(min=1, help="Tile images whose longer side exceeds this many pixels.")
-    ] = 1024,
-    tile_norm: Annotated[
-        str,
-        typer.Option(
-            help="Instance-norm statistics of tiles: global (from a downscaled whole image) or tile."
-        ),
-    ] = "global",
+    tile: TileOption = 512,
+    tile_overlap: TileOverlapOption = 64,
+    tile_above: TileAboveOption = 1024,
+    tile_norm: TileNormOption = "global",
     example: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(help="An image file the page opens with, already translated.", show_default=False),
     ] = None,
     backend: BackendOption = "auto",
     plugin: PluginOption = None,
+    weights: WeightsOption = "auto",
 ) -> None:
     """Serve a local web page to translate an image in every direction of a generator (Ctrl-C stops it)."""
     tiling = Tiling(tile=tile, overlap=tile_overlap, above=tile_above, norm=tile_norm)
@@ -76,6 +77,7 @@ def demo(
         device=pick_device(device),
         backend=backend,
         plugins=plugin or [],
+        weights=weights,
     )
     for note in panels[0].generator.notes:
         sys.stderr.write(f"note: {note}\n")

@@ -66,6 +66,20 @@ BackendOption = Annotated[
         "(torch's own layers) or a plugin's (`ganforge list-components backend`).",
     ),
 ]
+#: Tiling options shared with ``ganforge demo``.
+TileOption = Annotated[
+    int, typer.Option(min=0, help="Tile side for large images (multiple of 4; 0: never tile).")
+]
+TileOverlapOption = Annotated[
+    int, typer.Option(min=0, help="Least overlap of neighbouring tiles, in pixels.")
+]
+TileAboveOption = Annotated[
+    int, typer.Option(min=1, help="Tile images whose longer side exceeds this many pixels.")
+]
+TileNormOption = Annotated[
+    str,
+    typer.Option(help="Instance-norm statistics of tiles: global (from a downscaled whole image) or tile."),
+]
 WeightsOption = Annotated[
     str,
     typer.Option(
@@ -116,21 +130,10 @@ def translate(
         str, typer.Option(help="auto (keep PNG/JPEG, others become PNG), png or jpeg.")
     ] = "auto",
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality.")] = 95,
-    tile: Annotated[
-        int, typer.Option(min=0, help="Tile side for large images (multiple of 4; 0: never tile).")
-    ] = 512,
-    tile_overlap: Annotated[
-        int, typer.Option(min=0, help="Least overlap of neighbouring tiles, in pixels.")
-    ] = 64,
-    tile_above: Annotated[
-        int, typer.Option(min=1, help="Tile images whose longer side exceeds this many pixels.")
-    ] = 1024,
-    tile_norm: Annotated[
-        str,
-        typer.Option(
-            help="Instance-norm statistics of tiles: global (from a downscaled whole image) or tile."
-        ),
-    ] = "global",
+    tile: TileOption = 512,
+    tile_overlap: TileOverlapOption = 64,
+    tile_above: TileAboveOption = 1024,
+    tile_norm: TileNormOption = "global",
     overwrite: Annotated[bool, typer.Option(help="Replace images already in --out.")] = False,
     backend: BackendOption = "auto",
     plugin: PluginOption = None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import math
 import random
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -188,14 +188,9 @@ class Trainer:
         """Steps completed in the current epoch."""
         return self.step - self.epoch * self.steps_per_epoch
 
-    @contextmanager
-    def averaged_weights(self) -> Iterator[None]:
+    def averaged_weights(self) -> AbstractContextManager[None]:
         """While inside, the generators hold their averaged (EMA) weights, if the run keeps any."""
-        if self.ema is None:
-            yield
-            return
-        with self.ema.applied():
-            yield
+        return self.ema.applied() if self.ema is not None else nullcontext()
 
     def learning_rates(self) -> dict[str, float]:
         return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
