@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 SCRIPT = str(ROOT / "benchmarks" / "vs_reference.py")
@@ -23,7 +22,13 @@ def test_missing_reference_is_one_line_naming_the_option_and_the_variable() -> N
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    for part in ("--reference", "GANFORGE_REFERENCE", "--ganforge-only", "train.py", "models/cycle_gan_model.py"):
+    for part in (
+        "--reference",
+        "GANFORGE_REFERENCE",
+        "--ganforge-only",
+        "train.py",
+        "models/cycle_gan_model.py",
+    ):
         assert part in lines[0]
     assert "Traceback" not in done.stderr
 
@@ -55,7 +60,16 @@ def check_common(results: dict) -> None:
 def test_ganforge_only_step_writes_its_times(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     done = run_cli(
-        SCRIPT, "step", "--ganforge-only", "--smoke", "--threads", "1", "--out", str(out), module=False, timeout=300
+        SCRIPT,
+        "step",
+        "--ganforge-only",
+        "--smoke",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        module=False,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
