@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+
+from tests.conftest import ROOT, run_cli
 
 SCRIPT = str(ROOT / "benchmarks" / "vs_reference.py")
 REFERENCE = os.environ.get("GANFORGE_REFERENCE")
