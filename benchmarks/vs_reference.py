@@ -30,7 +30,7 @@ translate: the same generated 256 px images through the reference's test.py (--m
 default batch of 4, and with --batch-size 1), each as its own process; images/s of the whole command,
 and beyond the first image (the difference to a one-image run, which takes the start-up away).
 
-Printed: the machine's fp32 matmul peak, then one table (ratio = reference time / ganforge time, so
+Printed: the machine's fp32 matmul peak (before and after the timings), then one table (ratio = reference time / ganforge time, so
 above 1 means ganforge is faster). --out writes every raw time as JSON.
 """
 
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -306,6 +307,18 @@ def step_mode(args: argparse.Namespace, reference: Path | None) -> list[dict[str
 # -------------------------------------------------------------------------------------------------
 # run: whole trainings as processes
 # -------------------------------------------------------------------------------------------------
+
+
+def own_extensions_dir() -> str:
+    """Where torch builds the compiled kernels for this benchmark and the commands it starts: the
+    user's TORCH_EXTENSIONS_DIR if set, else a folder of this checkout's own under torch's cache, so
+    another checkout (other kernel sources, same extension name) rebuilding them meanwhile cannot
+    make one of the timed commands rebuild them too."""
+    if not os.environ.get("TORCH_EXTENSIONS_DIR"):
+        key = hashlib.sha1(str(REPO).encode()).hexdigest()[:10]
+        folder = Path.home() / ".cache" / "torch_extensions" / f"ganforge-vs-reference-{key}"
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(folder)
+    return os.environ["TORCH_EXTENSIONS_DIR"]
 
 
 def prepare_backend() -> str:
@@ -674,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             "recipe": str(PAPER_RECIPE.relative_to(REPO)),
         },
     }
+    results["settings"]["torch_extensions_dir"] = own_extensions_dir()
     results["settings"]["ganforge_backend"] = prepare_backend()
     modes = ["step", "run", "translate"] if args.mode == "all" else [args.mode]
     for mode in modes:
@@ -686,7 +700,10 @@ def main(argv: list[str] | None = None) -> int:
             results["run"] = run_mode(args, reference)
         else:
             results["translate"] = translate_mode(args, reference)
+    after = matmul_peak("float32", seconds=0.2 if args.smoke else 2.0)
+    results["machine"]["fp32_matmul_gflops_after"] = after
     print_table(results)
+    print(f"fp32 matmul peak: {peak:.1f} GFLOP/s before the timings, {after:.1f} after")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"raw numbers: {args.out}")
