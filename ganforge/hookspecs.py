@@ -98,7 +98,9 @@ def register_augments(register: Register) -> None:
     Factory: ``factory(params) -> torch.nn.Module`` mapping an image batch ``(N, C, H, W)`` in
     [-1, 1] to a batch of the same shape; differentiable (gradients reach the input), drawing its
     random numbers from torch's global generators (so the run's seed and a resume's RNG state
-    decide them), with an ``enabled`` attribute that is ``False`` when it returns its input.
+    decide them), with an ``enabled`` attribute that is ``False`` when it returns its input. Also
+    called as ``augment(images, parts=(c1, c2, ...))`` when the channel axis holds several images of
+    these channel counts side by side (a conditional pair): all of them get the same transform.
     """
 
 

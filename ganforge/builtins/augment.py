@@ -6,6 +6,10 @@ it, and it draws its random numbers from torch's global generators (``torch.rand
 device), so the run's seed and a resumed checkpoint's RNG state decide them. Its ``enabled``
 attribute is ``False`` for ``none``, so a model can skip the call.
 
+``augment(images, parts=(c1, c2))`` transforms a batch whose channel axis holds several images side
+by side (a conditional pair: input and output concatenated): each gets the same random transform, so
+the pair stays aligned.
+
 ``diffaugment`` is DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
 Training"): the same kind of random transform is applied to every image the discriminator sees,
 real or generated, in both the discriminator's and the generator's update. Each image of a batch
@@ -22,6 +26,7 @@ draws its own parameters. The transforms, in the order ``policy`` lists them:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -62,13 +67,21 @@ def _per_image(x: torch.Tensor) -> torch.Tensor:
     return torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device)
 
 
-def color(x: torch.Tensor) -> torch.Tensor:
-    """Random brightness, saturation and contrast, each image its own."""
-    x = x + (_per_image(x) - 0.5) * 2
-    mean = x.mean(dim=1, keepdim=True)
-    x = mean + (x - mean) * (_per_image(x) * 2)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return mean + (x - mean) * (_per_image(x) + 0.5)
+def color(x: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
+    """Random brightness, saturation and contrast, each image its own.
+
+    With ``parts``, the channel axis holds several images of these channel counts (a conditional
+    pair); they get the same three factors, each with its own channel and image means.
+    """
+    shift, saturation, contrast = _per_image(x) * 2 - 1, _per_image(x) * 2, _per_image(x) + 0.5
+    out = []
+    for part in x.split(list(parts), dim=1) if parts else (x,):
+        part = part + shift
+        mean = part.mean(dim=1, keepdim=True)
+        part = mean + (part - mean) * saturation
+        mean = part.mean(dim=(1, 2, 3), keepdim=True)
+        out.append(mean + (part - mean) * contrast)
+    return torch.cat(out, dim=1) if len(out) > 1 else out[0]
 
 
 def _shifts(n: int, size: int, ratio: float, device: torch.device) -> tuple[torch.Tensor, int]:
@@ -118,10 +131,12 @@ class DiffAugment(nn.Module):
         self.translation_ratio = translation_ratio
         self.cutout_ratio = cutout_ratio
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
+        if parts is not None and sum(parts) != x.shape[1]:
+            raise ValueError(f"parts {list(parts)} do not add up to the batch's {x.shape[1]} channels")
         for name in self.policy:
             if name == "color":
-                x = color(x)
+                x = color(x, parts)
             elif name == "translation":
                 x = translation(x, self.translation_ratio)
             else:
@@ -137,7 +152,7 @@ class NoAugment(nn.Module):
 
     enabled = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
         return x
 
 
