@@ -20,7 +20,6 @@ import torch
 from rich.console import Console
 
 import ganforge
-
 from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import load_checkpoint
 from ganforge.engine.resume import find_checkpoint
