@@ -92,6 +92,19 @@ def register_buffers(register: Register) -> None:
 
 
 @hookspec
+def register_augments(register: Register) -> None:
+    """Register augmentations applied inside a training step (DiffAugment, say).
+
+    Factory: ``factory(params) -> torch.nn.Module`` mapping an image batch ``(N, C, H, W)`` in
+    [-1, 1] to a batch of the same shape; differentiable (gradients reach the input), drawing its
+    random numbers from torch's global generators (so the run's seed and a resume's RNG state
+    decide them), with an ``enabled`` attribute that is ``False`` when it returns its input. Also
+    called as ``augment(images, parts=(c1, c2, ...))`` when the channel axis holds several images of
+    these channel counts side by side (a conditional pair): all of them get the same transform.
+    """
+
+
+@hookspec
 def register_optimizers(register: Register) -> None:
     """Register optimizers.
 

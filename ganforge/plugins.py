@@ -38,6 +38,7 @@ ENTRY_POINT_GROUP = "ganforge"
 DEFAULT_PLUGINS: dict[str, str] = {
     "builtin.networks": "ganforge.builtins.networks",
     "builtin.losses": "ganforge.builtins.losses",
+    "builtin.augment": "ganforge.builtins.augment",
     "builtin.optim": "ganforge.builtins.optim",
     "builtin.schedules": "ganforge.builtins.schedules",
     "builtin.data": "ganforge.builtins.data",

@@ -64,6 +64,7 @@ KIND_TABLE: tuple[Kind, ...] = (
     Kind("discriminator", "register_discriminators", "a torch.nn.Module", _module),
     Kind("loss", "register_losses", "a callable loss", callable),
     Kind("buffer", "register_buffers", "a torch.nn.Module with query()", lambda o: _module(o) and _has("query")(o)),
+    Kind("augment", "register_augments", "a torch.nn.Module mapping images to images", _module),
     Kind("optimizer", "register_optimizers", "a torch.optim.Optimizer", lambda o: isinstance(o, torch.optim.Optimizer)),
     Kind(
         "scheduler",

@@ -77,6 +77,15 @@ def test_component_builds_and_runs(kind, name, tmp_path):
         pool = spec.build(0)
         for _ in range(3):
             assert pool.query(x).shape == x.shape
+    elif kind == "augment":
+        augment = spec.build()
+        for images in (x.clone().requires_grad_(True), torch.rand(3, 1, 17, 9) * 2 - 1):
+            out = augment(images)
+            assert out.shape == images.shape and torch.isfinite(out).all()
+        x.requires_grad_(True)
+        augment(x).sum().backward()  # differentiable: the gradient reaches the input
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        assert torch.equal(augment(x), x) or augment.enabled
     elif kind in ("optimizer", "scheduler"):
         weight = torch.nn.Parameter(torch.ones(3))
         optimizer = spec.build([weight]) if kind == "optimizer" else torch.optim.SGD([weight], lr=0.1)

@@ -5,6 +5,7 @@ Every training run here is a real ``python -m ganforge run`` subprocess on 32 px
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -16,10 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
+import ganforge
+from ganforge.engine.callbacks import Callback
 from ganforge.engine.checkpoint import load_checkpoint
 from ganforge.engine.resume import find_checkpoint
 from ganforge.engine.rundir import RunDir
+from ganforge.engine.trainer import Stopped
 from ganforge.errors import GanforgeError
 from tests.conftest import RECIPES, ROOT, run_cli
 
@@ -124,6 +129,33 @@ def test_polite_stop_saves_and_says_how_to_resume(tmp_path: Path, reference: dic
     assert 0 < state["step"] < reference["step"]
     result = run_cli("run", "--resume", str(run_dir))
     assert result.returncode == 0, result.stderr
+    assert_same_state(load_checkpoint(run_dir / "checkpoints" / "latest.pt"), reference)
+
+
+class StopAt(Callback):
+    """Asks the run to stop after ``step`` steps, as a SIGTERM would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, losses) -> None:
+        if trainer.step == self.step:
+            trainer.request_stop("SIGTERM")
+
+
+def test_mid_epoch_resume_with_random_draws_in_the_step_is_bit_identical(tmp_path: Path) -> None:
+    """DiffAugment draws from torch's global RNG inside every step; the data loader must not (each
+    ``iter(loader)`` draws a worker seed, from its own generator), or a resumed epoch drifts."""
+    augmented = [*TINY, "model.augment.type=diffaugment", "train.epochs=2", "output.checkpoint_every_steps=1000"]
+    quiet = Console(file=io.StringIO())
+    ganforge.train(QUICKSTART, overrides=augmented, run_dir=tmp_path / "reference", console=quiet)
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoints" / "latest.pt")
+    run_dir = tmp_path / "run"
+    with pytest.raises(Stopped):
+        ganforge.train(QUICKSTART, overrides=augmented, run_dir=run_dir, callbacks=[StopAt(11)], console=quiet)
+    stopped = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert stopped["step"] == 11 and stopped["step"] % stopped["steps_per_epoch"] != 0  # mid-epoch
+    ganforge.train(resume=run_dir, console=quiet)
     assert_same_state(load_checkpoint(run_dir / "checkpoints" / "latest.pt"), reference)
 
 

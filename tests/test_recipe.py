@@ -220,7 +220,7 @@ def test_cli_validate_exit_codes_and_no_traceback(tmp_path):
     bad = run_cli("validate", str(QUICKSTART), "--set", "model.generator.n_blocks=-1", "--set", "model.x=1")
     assert bad.returncode == 2
     assert set(bad.stderr.strip().splitlines()) == {
-        f"error: {QUICKSTART}: model.x: unknown key; valid keys: batch_calls, cycle_loss, discriminator, fake_label, "
+        f"error: {QUICKSTART}: model.x: unknown key; valid keys: augment, batch_calls, cycle_loss, discriminator, fake_label, "
         "gan_loss, generator, gradient_penalty, lambda_cycle, lambda_identity, pool, real_label",
         f"error: {QUICKSTART}: model.generator.n_blocks: Input should be greater than or equal to 0",
     }

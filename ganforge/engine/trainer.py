@@ -126,8 +126,12 @@ class Trainer:
             world_size=runtime.world_size,
             batch_size=train.batch_size,
         )
+        # iter(loader) draws a seed for its workers; from torch's global generator that draw would shift
+        # the random numbers a step takes (augmentation, dropout) after a mid-epoch resume
+        self.loader_generator = torch.Generator().manual_seed(mix_seed(recipe.seed, runtime.rank))
         self.loader = DataLoader(
             SeededItems(dataset, recipe.seed),
+            generator=self.loader_generator,
             batch_size=train.batch_size,
             sampler=self.sampler,
             drop_last=True,
@@ -343,7 +347,7 @@ class Trainer:
             "world_size": self.runtime.world_size,  # model state (pools) and RNG are rank 0's
             "global_batch": self.global_batch,
             "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": rng_state(),
+            "rng": {**rng_state(), "loader": self.loader_generator.get_state()},
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
@@ -405,6 +409,8 @@ class Trainer:
             else:  # [train.ema] turned on when resuming: the average starts from the weights
                 self.ema.reset()
         set_rng_state(state["rng"])
+        if "loader" in state["rng"] and self.runtime.rank == 0:  # the saved state is rank 0's
+            self.loader_generator.set_state(state["rng"]["loader"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         if changed:

@@ -32,6 +32,12 @@ class CycleGANParams(Params):
     pool: ComponentSpec = component_field(
         "buffer", "history", "History pool of fakes for each discriminator."
     )
+    augment: ComponentSpec = component_field(
+        "augment",
+        "none",
+        "Augmentation of everything the discriminators see, reals and fakes, in both updates "
+        "(paper: none; diffaugment for small data or short runs).",
+    )
     lambda_cycle: float = Field(10.0, ge=0, description="Weight of the cycle losses (paper: lambda = 10).")
     lambda_identity: float = Field(
         0.5, ge=0, description="Identity loss weight as a fraction of lambda_cycle (paper: 0.5; 0 disables)."
@@ -64,6 +70,7 @@ class CycleGAN(TrainingModel):
         self.gan_loss = params.gan_loss.build()
         self.cycle_loss = params.cycle_loss.build()
         self.gradient_penalty = params.gradient_penalty.build()  # no parameters: nothing in state_dict
+        self.augment = params.augment.build()  # no parameters either
         self.pool_A = params.pool.build(seed)  # generated A images (G_B's), for D_B
         self.pool_B = params.pool.build(seed + 1)  # generated B images (G_A's), for D_A
 
@@ -84,8 +91,14 @@ class CycleGAN(TrainingModel):
             "D": [*self.D_A.parameters(), *self.D_B.parameters()],
         }
 
+    def seen(self, images: torch.Tensor) -> torch.Tensor:
+        """What a discriminator is shown of ``images``: the images, augmented when ``augment`` is on."""
+        return self.augment(images) if self.augment.enabled else images
+
     def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Half the sum of the real and fake terms, slowing D relative to G (paper, section 4)."""
+        """Half the sum of the real and fake terms, slowing D relative to G (paper, section 4).
+
+        ``real`` and ``fake`` are what D sees (already augmented when augment is on)."""
         fake = fake.detach()
         if self.p.batch_calls:
             pred_real, pred_fake = D(torch.cat([real, fake])).split([len(real), len(fake)])
@@ -123,8 +136,8 @@ class CycleGAN(TrainingModel):
         # Generators, with the discriminators frozen (no gradients are computed for them).
         set_requires_grad([self.D_A, self.D_B], False)
         out = self.generate(real_A, real_B)
-        loss_G_A = self.gan_loss(self.D_A(out["fake_B"]), p.real_label)
-        loss_G_B = self.gan_loss(self.D_B(out["fake_A"]), p.real_label)
+        loss_G_A = self.gan_loss(self.D_A(self.seen(out["fake_B"])), p.real_label)
+        loss_G_B = self.gan_loss(self.D_B(self.seen(out["fake_A"])), p.real_label)
         loss_cycle_A = self.cycle_loss(out["rec_A"], real_A) * p.lambda_cycle
         loss_cycle_B = self.cycle_loss(out["rec_B"], real_B) * p.lambda_cycle
         loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B
@@ -136,16 +149,19 @@ class CycleGAN(TrainingModel):
             loss_G = loss_G + losses["idt_A"] + losses["idt_B"]
         optimizers.step("G", loss_G)
 
-        # Discriminators, on real images and on fakes from the history pools (plus a gradient penalty).
+        # Discriminators, on real images and on fakes from the history pools (plus a gradient penalty),
+        # all augmented alike when augment is on (the pools keep the fakes as generated).
         set_requires_grad([self.D_A, self.D_B], True)
-        fake_B = self.pool_B.query(out["fake_B"])
-        losses["D_A"] = self.discriminator_loss(self.D_A, real_B, fake_B)
-        fake_A = self.pool_A.query(out["fake_A"])
-        losses["D_B"] = self.discriminator_loss(self.D_B, real_A, fake_A)
+        seen_B = self.seen(real_B)
+        fake_B = self.seen(self.pool_B.query(out["fake_B"]).detach())
+        losses["D_A"] = self.discriminator_loss(self.D_A, seen_B, fake_B)
+        seen_A = self.seen(real_A)
+        fake_A = self.seen(self.pool_A.query(out["fake_A"]).detach())
+        losses["D_B"] = self.discriminator_loss(self.D_B, seen_A, fake_A)
         loss_D = losses["D_A"] + losses["D_B"]
         if self.gradient_penalty.enabled:
-            losses["gp_A"] = self.gradient_penalty(self.D_A, real_B, fake_B.detach())
-            losses["gp_B"] = self.gradient_penalty(self.D_B, real_A, fake_A.detach())
+            losses["gp_A"] = self.gradient_penalty(self.D_A, seen_B, fake_B)
+            losses["gp_B"] = self.gradient_penalty(self.D_B, seen_A, fake_A)
             # Inside the paper's halving, so weight stays the penalty-to-critic ratio (WGAN-GP's lambda).
             loss_D = loss_D + 0.5 * (losses["gp_A"] + losses["gp_B"])
         optimizers.step("D", loss_D)

@@ -47,6 +47,12 @@ class Pix2PixParams(Params):
     l1_loss: ComponentSpec = component_field(
         "loss", "l1", "Reconstruction loss between G(x) and y (paper: L1)."
     )
+    augment: ComponentSpec = component_field(
+        "augment",
+        "none",
+        "Augmentation of every pair D sees, in both updates; input and image of a pair get the same "
+        "transform (paper: none; diffaugment for small data or short runs).",
+    )
     lambda_l1: float = Field(
         100.0, ge=0, description="Weight of the L1 term (paper: lambda = 100; 0 disables)."
     )
@@ -88,6 +94,7 @@ class Pix2Pix(TrainingModel):
         self.gan_loss = params.gan_loss.build()
         self.l1_loss = params.l1_loss.build()
         self.gradient_penalty = params.gradient_penalty.build()  # no parameters: nothing in state_dict
+        self.augment = params.augment.build()  # no parameters either
 
     def directions(self) -> list[Direction]:
         """AtoB through G (``--direction AtoB``, ``--net G``): the dataset's A images to B."""
@@ -101,8 +108,12 @@ class Pix2Pix(TrainingModel):
         return {"G": list(self.G.parameters()), "D": list(self.D.parameters())}
 
     def pair(self, real_A: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """What D sees: the input and an image concatenated on channels (the image alone if unconditional)."""
-        return torch.cat([real_A, image], dim=1) if self.p.conditional else image
+        """What D sees: the input and an image concatenated on channels (the image alone if unconditional),
+        augmented when augment is on, with one random transform for both halves so they stay aligned."""
+        if not self.p.conditional:
+            return self.augment(image) if self.augment.enabled else image
+        pair = torch.cat([real_A, image], dim=1)
+        return self.augment(pair, parts=(real_A.shape[1], image.shape[1])) if self.augment.enabled else pair
 
     def discriminator_losses(
         self, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor
