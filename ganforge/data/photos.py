@@ -66,7 +66,7 @@ def photographs() -> tuple[np.ndarray, ...]:
 def regions(width: int) -> tuple[int, int]:
     """``(train_end, test_start)`` columns: training crops lie in ``[0, train_end)``, test crops in
     ``[test_start, width)``; ``train_end == test_start``, so the regions are disjoint."""
-    test_start = width - int(round(width * TEST_FRACTION))
+    test_start = width - round(width * TEST_FRACTION)
     return test_start, test_start
 
 
@@ -74,7 +74,7 @@ def crop_side(shape: tuple[int, ...], scale: float) -> int:
     """Side of a crop of a photograph of ``shape``: ``scale`` x its shorter side, at most the test strip."""
     height, width = shape[:2]
     strip = width - regions(width)[1]
-    return max(8, min(int(round(scale * min(height, width))), strip))
+    return max(8, min(round(scale * min(height, width)), strip))
 
 
 # --- the mappings: float32 (H, W, 3) images in [0, 1] at their final size -------------------------
@@ -139,7 +139,7 @@ def _bilateral(image: np.ndarray, radius: int, sigma_space: float, sigma_range: 
 def cartoon(image: np.ndarray) -> np.ndarray:
     """Cartoon look: bilateral smoothing, posterised tones, dark lines on strong edges."""
     s = image.shape[0] / 64  # filter sizes follow the image size, so every size looks alike
-    radius = max(1, int(round(2 * s)))
+    radius = max(1, round(2 * s))
     x = image
     for _ in range(2):
         x = _bilateral(x, radius, sigma_space=1.5 * s, sigma_range=0.15)
@@ -191,7 +191,9 @@ class PhotoMappings(Dataset):
         self, *, mapping: str, size: int, scale: float, length: int, seed: int, split: str, flip: bool
     ) -> None:
         if mapping not in MAPPING_FUNCTIONS:
-            raise DatasetError(f"data.mapping: unknown mapping {mapping!r}; choose one of {', '.join(MAPPINGS)}")
+            raise DatasetError(
+                f"data.mapping: unknown mapping {mapping!r}; choose one of {', '.join(MAPPINGS)}"
+            )
         self.mapping = mapping
         self.size = size
         self.scale = scale
