@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import sys
 import time
@@ -219,6 +220,7 @@ def calibrate(data: dict[str, Any], path: Path, run_dir: Path, console: Console)
     timer = StepTimes()
     write_recipe(probe, path, path.parent)
     ganforge.train(path, run_dir=run_dir, callbacks=[timer], console=Console(quiet=True))
+    shutil.rmtree(run_dir, ignore_errors=True)  # only its time per step is wanted
     times = timer.times[WARM_STEPS - 1 :]
     seconds = (times[-1] - times[0]) / (len(times) - 1)
     console.print(
