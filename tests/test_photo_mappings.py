@@ -157,3 +157,12 @@ def test_without_scikit_image_the_error_says_what_to_install(monkeypatch):
         photos.photographs.cache_clear()
     message = str(info.value)
     assert "pip install scikit-image" in message and "ganforge[bench]" in message and "\n" not in message
+
+
+def test_a_greyscale_domain_is_converted_after_the_edit():
+    data = dataset(mapping="grade", a_channels=1)
+    item = data[0]
+    assert item["A"].shape == (1, SIZE, SIZE) and item["B"].shape == (3, SIZE, SIZE)
+    colour = dataset(mapping="grade")[0]
+    grey = photos.to_grey(to_uint8(colour["A"]))
+    assert np.abs(to_uint8(item["A"])[:, :, 0].astype(int) - grey).max() <= 1

@@ -64,7 +64,7 @@ def build_synthetic_scenes(params: SyntheticScenesParams, split: str) -> Synthet
     )
 
 
-class PhotoMappingsParams(Params):
+class PhotoMappingsParams(DomainChannels):
     mapping: Literal[MAPPINGS] = Field(  # type: ignore[valid-type]
         "grade",
         description="The edit that makes domain B: 'grade' (teal-orange colour grade), 'cartoon' "
@@ -93,6 +93,8 @@ def build_photo_mappings(params: PhotoMappingsParams, split: str) -> PhotoMappin
         seed=params.seed,
         split=split,
         flip=params.flip,
+        a_channels=params.a_channels,
+        b_channels=params.b_channels,
     )
 
 

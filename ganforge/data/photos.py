@@ -15,6 +15,7 @@ image, so each test crop has its true counterpart in the other domain:
 - ``clarity``: local and non-linear: large-scale contrast compressed and local detail amplified
   through a soft limit (an "HDR"/clarity look), then a light unsharp mask.
 
+A domain with 1 channel is converted to grey after the edit (as ``synthetic_scenes`` does).
 Training items draw A and B crops at independent random positions (unpaired) from torch's generator,
 which the engine seeds per item; test items are fixed by ``seed`` and show one crop both ways.
 """
@@ -29,7 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ganforge.data.synthetic import to_tensor
+from ganforge.data.synthetic import to_grey, to_tensor
 from ganforge.errors import DatasetError
 
 #: The bundled photographs: name in ``skimage.data`` (stereo_motorcycle gives left, right, disparity).
@@ -188,7 +189,17 @@ class PhotoMappings(Dataset):
     """Crops of the bundled photographs (A) and the same kind of crops after ``mapping`` (B)."""
 
     def __init__(
-        self, *, mapping: str, size: int, scale: float, length: int, seed: int, split: str, flip: bool
+        self,
+        *,
+        mapping: str,
+        size: int,
+        scale: float,
+        length: int,
+        seed: int,
+        split: str,
+        flip: bool,
+        a_channels: int = 3,
+        b_channels: int = 3,
     ) -> None:
         if mapping not in MAPPING_FUNCTIONS:
             raise DatasetError(
@@ -201,6 +212,7 @@ class PhotoMappings(Dataset):
         self.seed = seed
         self.split = split
         self.flip = flip and split == "train"
+        self.channels = {"A": a_channels, "B": b_channels}
         self.photos = photographs()
 
     def __len__(self) -> int:
@@ -246,4 +258,7 @@ class PhotoMappings(Dataset):
         else:  # one crop, both versions: the true pair
             a = self.test_crop(index)
             b = apply_mapping(self.mapping, a)
-        return {"A": to_tensor(a), "B": to_tensor(b)}
+        return {
+            domain: to_tensor(to_grey(array) if self.channels[domain] == 1 else array)
+            for domain, array in (("A", a), ("B", b))
+        }
