@@ -60,7 +60,7 @@ import ganforge
 from ganforge.engine.callbacks import Callback, averaged_weights
 from ganforge.engine.monitors import EVAL_LOG, Report
 from ganforge.errors import GanforgeError
-from ganforge.evaluation import EvalResult, evaluate, identity_translators, translators_of
+from ganforge.evaluation import EvalResult, evaluate, identity_translators, is_paired, translators_of
 from ganforge.metrics import resolve_metrics
 from ganforge.recipe import apply_overrides, read_toml, validate_recipe
 
@@ -296,12 +296,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
     loaded = validate_recipe(json.loads(json.dumps(base)), args.recipe.parent, recipe_path)
     recipe = loaded.recipe
 
-    names = [*PAIRED, *([] if args.no_fid else INCEPTION)]
+    test_set = recipe.data.build("test")
+    names = [*(PAIRED if is_paired(test_set) else ()), *([] if args.no_fid else INCEPTION)]
+    if not names:
+        raise GanforgeError(
+            f"data.type = {recipe.data.type!r}: the test split holds no true pairs, so there is nothing to "
+            "score with --no-fid (PSNR, SSIM and L1 need pairs); drop --no-fid to score FID and KID"
+        )
     metrics = resolve_metrics(loaded.registries, names, "metrics", args.inception_weights)
     if not args.no_fid:
         for spec in metrics.values():  # find the Inception weights before spending time on training
             spec.build()
-    test_set = recipe.data.build("test")
     last: list[EvalResult] = []
 
     def score(label: str, model: torch.nn.Module | None, translators: list, trainer=None) -> dict:
@@ -385,10 +390,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     for label, seeds in per_seed.items():
         scores[label], spread[label], values[label] = summarise(seeds, names)
     trained = scores["trained"]
-    gains = {d: trained[d]["psnr"] - identity[d]["psnr"] for d in trained}
-    learned = {d: trained[d]["psnr"] - scores["untrained"][d]["psnr"] for d in trained}
+    psnr = "psnr" in names
+    gains = {d: trained[d]["psnr"] - identity[d]["psnr"] for d in trained} if psnr else {}
+    learned = {d: trained[d]["psnr"] - scores["untrained"][d]["psnr"] for d in trained} if psnr else {}
     passed = None
-    if args.min_gain_db is not None:
+    if args.min_gain_db is not None and psnr:
         passed = all(g >= args.min_gain_db for g in gains.values()) and all(g > 0 for g in learned.values())
 
     table = Table(
@@ -411,8 +417,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                     else f"{mean:.4g}"
                     + (f" ± {std:.2g}" if len(args.seeds) > 1 and label != "identity" else "")
                 )
-            gain = means["psnr"] - identity[direction]["psnr"]
-            table.add_row(label, direction, *cells, f"{gain:+.2f} dB")
+            gain = f"{means['psnr'] - identity[direction]['psnr']:+.2f} dB" if psnr else "-"
+            table.add_row(label, direction, *cells, gain)
     console.print(table)
 
     train_seconds = [r["train_seconds"] for r in runs]
@@ -447,11 +453,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
             " the untrained network, both ways)"
         )
     console.print(
-        f"trained {runs[0]['steps']} steps per seed ({statistics.fmean(train_seconds) / 60:.1f} min on average); "
-        "mean PSNR gain over identity: "
-        + ", ".join(f"{d} {g:+.2f} dB" for d, g in gains.items())
-        + "; over the untrained network: "
-        + ", ".join(f"{d} {g:+.2f} dB" for d, g in learned.items())
+        f"trained {runs[0]['steps']} steps per seed ({statistics.fmean(train_seconds) / 60:.1f} min on average)"
+        + (
+            "; mean PSNR gain over identity: "
+            + ", ".join(f"{d} {g:+.2f} dB" for d, g in gains.items())
+            + "; over the untrained network: "
+            + ", ".join(f"{d} {g:+.2f} dB" for d, g in learned.items())
+            if psnr
+            else "; no true pairs in the test split: FID and KID only"
+        )
         + verdict
     )
     console.print(f"written: {root / 'quality.json'}, {root}/seed-*/report.html")

@@ -99,3 +99,23 @@ def test_bad_arguments_are_refused_before_training(tmp_path):
     assert result.returncode == 2 and "photo:sepia" in result.stderr
     result = run(tmp_path, "--steps", "0")
     assert result.returncode == 2 and "--steps must be at least 1" in result.stderr
+
+
+def test_a_recipe_task_without_true_pairs_needs_the_inception_metrics(tmp_path):
+    from PIL import Image
+
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (30, 60, 90)).save(tmp_path / "data" / folder / "0.png")
+    recipe = tmp_path / "folders.toml"
+    tiny = TINY.replace(
+        'type = "synthetic_scenes"\nsize = 32\nlength = 4\ntest_length = 2',
+        'type = "unpaired_folder"\nroot = "data"\nload_size = 36\ncrop_size = 32',
+    )
+    recipe.write_text(tiny)
+    result = run(
+        tmp_path, "--recipe", str(recipe), "--no-fid", "--steps", "1", "--run-dir", str(tmp_path / "b")
+    )
+    assert result.returncode == 1
+    assert "holds no true pairs" in result.stdout and "drop --no-fid" in result.stdout
+    assert len([line for line in result.stdout.splitlines() if line.startswith("error")]) == 1
