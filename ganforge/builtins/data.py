@@ -1,4 +1,4 @@
-"""Built-in datasets: synthetic scenes (no download) and image folders (unpaired, paired, aligned, single)."""
+"""Built-in datasets: synthetic scenes and photo mappings (no download) and image folders (unpaired, paired, aligned, single)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ganforge.data.folders import (
     SingleFolder,
     UnpairedFolders,
 )
+from ganforge.data.photos import MAPPINGS, PhotoMappings
 from ganforge.data.synthetic import SyntheticScenes
 from ganforge.hookspecs import Register, hookimpl
 from ganforge.registry import Params
@@ -58,6 +59,40 @@ def build_synthetic_scenes(params: SyntheticScenesParams, split: str) -> Synthet
         split=split,
         min_shapes=params.min_shapes,
         max_shapes=params.max_shapes,
+        a_channels=params.a_channels,
+        b_channels=params.b_channels,
+    )
+
+
+class PhotoMappingsParams(DomainChannels):
+    mapping: Literal[MAPPINGS] = Field(  # type: ignore[valid-type]
+        "grade",
+        description="The edit that makes domain B: 'grade' (teal-orange colour grade), 'cartoon' "
+        "(smoothing, posterised tones, dark edges) or 'clarity' (local contrast, non-linear).",
+    )
+    size: int = Field(64, ge=16, le=256, description="Image side in pixels.")
+    scale: float = Field(
+        0.5,
+        ge=0.1,
+        le=1.0,
+        description="Crop side as a fraction of the photograph's shorter side (at most the test strip's width).",
+    )
+    length: int = Field(200, ge=1, le=10_000_000, description="Training images per domain (one epoch).")
+    test_length: int = Field(40, ge=1, le=100_000, description="Test pairs.")
+    seed: int = Field(0, ge=0, description="Seed of the test crops (independent of the run's seed).")
+    flip: bool = Field(True, description="Random horizontal flips while training.")
+
+
+def build_photo_mappings(params: PhotoMappingsParams, split: str) -> PhotoMappings:
+    """Crops of scikit-image's bundled photographs (A) and the same crops after a known edit (B); test pairs share the crop."""
+    return PhotoMappings(
+        mapping=params.mapping,
+        size=params.size,
+        scale=params.scale,
+        length=params.length if split == "train" else params.test_length,
+        seed=params.seed,
+        split=split,
+        flip=params.flip,
         a_channels=params.a_channels,
         b_channels=params.b_channels,
     )
@@ -192,6 +227,7 @@ def build_single_folder(params: SingleFolderParams, split: str) -> SingleFolder:
 @hookimpl
 def register_datasets(register: Register) -> None:
     register("synthetic_scenes", build_synthetic_scenes, params=SyntheticScenesParams)
+    register("photo_mappings", build_photo_mappings, params=PhotoMappingsParams)
     register("unpaired_folder", build_unpaired_folder, params=UnpairedFolderParams)
     register("paired_folder", build_paired_folder, params=PairedFolderParams)
     register("aligned_folders", build_aligned_folders, params=AlignedFoldersParams)
