@@ -27,7 +27,7 @@ exit (imports, data loading, samples and the final checkpoint included).
 
 translate: the same generated 256 px images through the reference's test.py (--model test, the
 9-block generator saved in its format) and `ganforge translate` of that same .pth file (with its
-default batch of 4, and with --batch-size 1), each as its own process; images/s of the whole command,
+default batch, 1 on a CPU, and with --batch-size 4), each as its own process; images/s of the whole command,
 and beyond the first image (the difference to a one-image run, which takes the start-up away).
 
 Printed: the machine's fp32 matmul peak (before and after the timings), then one table (ratio = reference time / ganforge time, so
@@ -447,7 +447,7 @@ def translate_commands(
     n: int,
     out: Path,
 ) -> dict[str, list[str]]:
-    """The reference's test.py, ganforge translate (its default batch) and ganforge translate --batch-size 1."""
+    """The reference's test.py, ganforge translate (its default batch) and ganforge translate --batch-size 4."""
     found: dict[str, list[str]] = {}
     if reference is not None:
         found["reference test.py"] = [
@@ -457,7 +457,7 @@ def translate_commands(
             "--checkpoints_dir", str(weights.parent.parent), "--results_dir", str(out / "reference"),
             "--preprocess", "none", "--num_test", str(n),
         ]  # fmt: skip
-    for batch in (None, 1):
+    for batch in (None, 4):
         name = "ganforge translate" + (f" --batch-size {batch}" if batch else "")
         found[name] = [
             sys.executable, "-m", "ganforge", "translate", str(weights), str(inputs),

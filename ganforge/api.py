@@ -300,7 +300,7 @@ def translate(
     *,
     direction: str | None = None,
     size: tuple[int, int] | int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     tiling: Tiling | None = None,
     image_format: str = "auto",
     quality: int = 95,
@@ -310,7 +310,8 @@ def translate(
     jobs: Sequence[Job] | None = None,
 ) -> TranslateReport:
     """Translate an image or a folder (recursively) into ``out``, keeping names and sub-folders
-    (``jobs``: the plan :func:`plan_translation` already made for them, so the folder is walked once)."""
+    (``jobs``: the plan :func:`plan_translation` already made for them, so the folder is walked once).
+    ``batch_size``: images (or tiles) per forward pass; ``None`` takes :func:`default_batch_size`."""
     tiling = tiling or Tiling()
     image_format = check_translation_options(image_format, tiling)
     if not isinstance(generator, Generator):
@@ -324,12 +325,21 @@ def translate(
         generator,
         list(jobs),
         size=size,
-        batch_size=batch_size,
+        batch_size=batch_size or default_batch_size(generator.device),
         tiling=tiling,
         quality=quality,
         on_image=on_image,
         on_tile=on_tile,
     )
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Images (or tiles) per forward pass when none is asked for: 1 on a CPU, 4 on an accelerator.
+
+    A CPU runs a batch's images one after another anyway and a batch of 1 keeps each layer's working
+    set in its caches (256 px, 9 blocks: 2.40 against 2.21 images/s at batch 4, docs/performance.md);
+    a GPU fills its cores with the larger batch."""
+    return 1 if torch.device(device).type == "cpu" else 4
 
 
 def check_translation_options(image_format: str, tiling: Tiling) -> str:

@@ -375,3 +375,14 @@ def test_backend_option_names_a_registered_backend(run_dir, tmp_path, capsys) ->
     assert code == 1
     assert err.startswith("error: --backend: unknown backend 'drect' (did you mean 'direct'?); known: auto, ")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "typo").exists()
+
+
+def test_the_default_batch_is_one_image_on_a_cpu_and_four_on_a_gpu() -> None:
+    from ganforge.api import default_batch_size
+
+    assert default_batch_size("cpu") == 1
+    assert default_batch_size(torch.device("cpu")) == 1
+    assert default_batch_size("cuda:0") == 4  # naming a device needs no GPU
+    assert default_batch_size("mps") == 4
+    help_text = run_cli("translate", "--help").stdout
+    assert "1 on a CPU, 4 on a GPU" in " ".join(help_text.split())

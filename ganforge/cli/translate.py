@@ -124,7 +124,14 @@ def translate(
             show_default=False,
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images (or tiles) per forward pass.")] = 4,
+    batch_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=1,
+            help="Images (or tiles) per forward pass. [default: 1 on a CPU, 4 on a GPU]",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     image_format: Annotated[
         str, typer.Option(help="auto (keep PNG/JPEG, others become PNG), png or jpeg.")
