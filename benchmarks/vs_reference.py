@@ -640,8 +640,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.smoke:
         smoke(args)
-    if args.iters is not None and args.iters < 1:
-        parser.error("--iters must be positive")
+    for option in ("iters", "epochs", "repeats"):
+        if getattr(args, option, None) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option} must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     args.reference_path = reference
 
     import torch

@@ -80,7 +80,7 @@ def test_safetensors_carries_the_spec_and_needs_no_recipe(exported, tmp_path) ->
         "out_channels": 3,
         "ngf": 4,
         "n_blocks": 1,
-        "upsample": "transpose",
+        "upsample": "resize_conv",
         "norm": "instance",
         "init": "normal",
         "init_gain": 0.02,

@@ -160,10 +160,12 @@ def test_mid_epoch_resume_with_random_draws_in_the_step_is_bit_identical(tmp_pat
 
 
 def test_a_run_saved_by_an_older_version_resumes_bit_identical(tmp_path: Path, reference: dict) -> None:
-    """Its recipe has ``train.conv_algorithm`` (the key before ``[train.backend]``): it resumes as auto."""
+    """Its recipe has ``train.conv_algorithm`` (the key before ``[train.backend]``): it resumes as auto.
+    Its RNG states have no ``loader`` entry (the data loader's own generator came later)."""
     run_dir = tmp_path / "run"
     assert run_cli("run", QUICKSTART, *sets(TINY), "--run-dir", str(run_dir)).returncode == 0
     state = load_checkpoint(run_dir / "checkpoints" / "epoch_0001.pt")
+    assert state["rng"].pop("loader", None) is not None
     train = {k: v for k, v in state["recipe"]["train"].items() if k != "backend"}
     state["recipe"] = {**state["recipe"], "train": {**train, "conv_algorithm": "winograd"}}
     torch.save(state, run_dir / "checkpoints" / "latest.pt")

@@ -195,8 +195,8 @@ def test_plateau_watches_a_logged_loss_in_a_run(tmp_path: Path, one_thread) -> N
         run_dir=tmp_path / "a",
         console=quiet,
     )
-    assert run.trainer.optimizers["D"].param_groups[0]["lr"] == pytest.approx(1e-4)
-    assert run.trainer.optimizers["G"].param_groups[0]["lr"] == 2e-4
+    assert run.trainer.optimizers["D"].param_groups[0]["lr"] == pytest.approx(5e-4)  # half the recipe's 1e-3
+    assert run.trainer.optimizers["G"].param_groups[0]["lr"] == 1e-3
     bad = plateau.replace('"D_A"', '"loss_D"')
     with pytest.raises(RecipeError) as info:
         ganforge.train(

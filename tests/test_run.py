@@ -29,7 +29,7 @@ def test_quickstart_trains_and_writes_its_run_directory(tmp_path):
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and epochs[-1]["step"] == 6
     assert set(epochs[-1]["losses"]) == {"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B"}
-    assert steps and all(r["lr"]["G"] == 2e-4 for r in steps)
+    assert steps and all(r["lr"]["G"] == 1e-3 for r in steps)
 
     for epoch in (1, 2):
         grid = Image.open(run_dir / "samples" / f"epoch_{epoch:04d}.png")

@@ -15,13 +15,14 @@ Training"): the same kind of random transform is applied to every image the disc
 real or generated, in both the discriminator's and the generator's update. Each image of a batch
 draws its own parameters. The transforms, in the order ``policy`` lists them:
 
-- ``color``: brightness ``x + b``, ``b ~ U(-1, 1)`` (the paper's U(-0.5, 0.5) on [0, 1] images,
-  doubled for [-1, 1]); saturation ``m + s (x - m)``, ``m`` the mean over channels at each pixel,
+- ``color``: brightness ``x + b``, ``b ~ U(-0.5, 0.5)`` on the [-1, 1] images (as the authors'
+  code applies it to theirs); saturation ``m + s (x - m)``, ``m`` the mean over channels at each pixel,
   ``s ~ U(0, 2)``; contrast ``m + c (x - m)``, ``m`` the image's mean, ``c ~ U(0.5, 1.5)``.
 - ``translation``: shift by whole pixels, ``t ~ U{-r, ..., r}`` on each axis with
   ``r = round(translation_ratio * size)``; uncovered pixels are 0.
 - ``cutout``: zero a rectangle of ``round(cutout_ratio * H) x round(cutout_ratio * W)`` pixels
-  lying wholly inside the image, at a uniformly random place.
+  lying wholly inside the image, at a uniformly random place (the authors' code also lets it run
+  past an edge).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class DiffAugmentParams(Params):
         twice = sorted({name for name in policy if policy.count(name) > 1})
         if twice:
             raise ValueError(f"{', '.join(twice)} listed more than once; valid values: {', '.join(POLICIES)}")
+        if not policy:
+            raise ValueError(f"empty: list one or more of {', '.join(POLICIES)} (or use augment type 'none')")
         return policy
 
 
@@ -73,7 +76,7 @@ def color(x: torch.Tensor, parts: Sequence[int] | None = None) -> torch.Tensor:
     With ``parts``, the channel axis holds several images of these channel counts (a conditional
     pair); they get the same three factors, each with its own channel and image means.
     """
-    shift, saturation, contrast = _per_image(x) * 2 - 1, _per_image(x) * 2, _per_image(x) + 0.5
+    shift, saturation, contrast = _per_image(x) - 0.5, _per_image(x) * 2, _per_image(x) + 0.5
     out = []
     for part in x.split(list(parts), dim=1) if parts else (x,):
         part = part + shift

@@ -128,7 +128,7 @@ def translate(
         Optional[int],  # noqa: UP045
         typer.Option(
             min=1,
-            help="Images (or tiles) per forward pass. [default: 1 on a CPU, 4 on a GPU]",
+            help="Images (or tiles) per forward pass. [default: 1 on a CPU, 4 on a GPU or MPS]",
             show_default=False,
         ),
     ] = None,

@@ -101,7 +101,7 @@ def run(cli, tmp_path, *sets: str):
 
 
 def test_a_plain_run_takes_the_kernels_and_direct_stays_selectable(installed, cli, tmp_path):
-    result = run(cli, tmp_path)
+    result = run(cli, tmp_path, "--set", "model.generator.upsample=transpose")  # the paper\'s layers
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     if compiler() is not None:

@@ -82,7 +82,7 @@ def test_params_are_the_recipe_flattened_with_dots(logged):
     assert params["train.optimizer.betas"] == "[0.5, 0.999]" and params["train.optimizer.type"] == "adam"
     assert params["output.tensorboard"] == "false" and params["name"] == "quickstart"
     recipe = tomllib.loads((logged.run / "recipe.toml").read_text())
-    assert params["train.optimizer.lr"] == str(recipe["train"]["optimizer"]["lr"]) == "0.0002"
+    assert params["train.optimizer.lr"] == str(recipe["train"]["optimizer"]["lr"]) == "0.001"
     assert params["eval.metrics"] == '["psnr", "l1"]'
 
 
