@@ -384,5 +384,3 @@ def test_the_default_batch_is_one_image_on_a_cpu_and_four_on_a_gpu() -> None:
     assert default_batch_size(torch.device("cpu")) == 1
     assert default_batch_size("cuda:0") == 4  # naming a device needs no GPU
     assert default_batch_size("mps") == 4
-    help_text = run_cli("translate", "--help").stdout
-    assert "1 on a CPU, 4 on a GPU or MPS" in " ".join(help_text.replace("│", " ").split())
