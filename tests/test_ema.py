@@ -224,7 +224,10 @@ def test_export_and_eval_use_the_average(ema_run, tmp_path: Path) -> None:
 
 
 def test_a_run_without_ema_has_none_to_load(tmp_path: Path) -> None:
-    plain = [item for item in TINY if not item.startswith("train.ema")] + ["train.epochs=1", "train.ema.enabled=false"]
+    plain = [item for item in TINY if not item.startswith("train.ema")] + [
+        "train.epochs=1",
+        "train.ema.enabled=false",
+    ]
     run = api.train(QUICKSTART, overrides=plain, run_dir=tmp_path / "run")
     assert run.trainer.ema is None and "ema" not in load_checkpoint(run.path / "checkpoints" / "latest.pt")
     assert api.load(run.path, backend="direct").weights == "raw"
