@@ -244,7 +244,7 @@ def test_a_run_without_ema_has_none_to_load(tmp_path: Path) -> None:
     )
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     # turned on when the run resumes: the average starts from the checkpoint's weights
-    resumed = api.train(resume=run.path, overrides=["train.epochs=2", "train.ema.decay=0.5"])
+    resumed = api.train(resume=run.path, overrides=["train.epochs=2", "train.ema.enabled=true", "train.ema.decay=0.5"])
     state = load_checkpoint(run.path / "checkpoints" / "latest.pt")
     assert resumed.trainer.ema is not None and state["step"] == 8 and state["ema"]["weights"]
 
