@@ -36,7 +36,7 @@ class CycleGANParams(Params):
         "augment",
         "none",
         "Augmentation of everything the discriminators see, reals and fakes, in both updates "
-        "(paper: none; diffaugment for small data or short runs).",
+        "(paper: none; see docs/training-options.md: it did not pay on the quickstart).",
     )
     lambda_cycle: float = Field(10.0, ge=0, description="Weight of the cycle losses (paper: lambda = 10).")
     lambda_identity: float = Field(

@@ -51,7 +51,7 @@ class Pix2PixParams(Params):
         "augment",
         "none",
         "Augmentation of every pair D sees, in both updates; input and image of a pair get the same "
-        "transform (paper: none; diffaugment for small data or short runs).",
+        "transform (paper: none; see docs/training-options.md: it did not pay on the quickstart).",
     )
     lambda_l1: float = Field(
         100.0, ge=0, description="Weight of the L1 term (paper: lambda = 100; 0 disables)."
