@@ -39,6 +39,28 @@ def test_adamw_defaults_and_given_values() -> None:
     assert (group["lr"], group["betas"], group["weight_decay"]) == (2e-4, (0.5, 0.99), 0.1)
 
 
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_auto_implementation_is_fused_on_the_cpu(kind: str) -> None:
+    """auto takes the fused kernel for CPU parameters (torch's own default there is the per-parameter
+    loop); a named implementation is taken as given, and the fused step computes what the loop does."""
+    assert build({"type": kind}).defaults["fused"] is True
+    loop = build({"type": kind, "implementation": "for_loop"}).defaults
+    assert (loop["fused"], loop["foreach"]) == (None, False)
+    assert build({"type": kind, "implementation": "foreach"}).defaults["foreach"] is True
+    weights = []
+    for implementation in ("auto", "for_loop"):
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(64))
+        spec = {"type": kind, "lr": 0.1, "implementation": implementation}
+        optimizer = REGISTRIES.resolve("optimizer", spec, "o").build([weight])
+        for step in range(3):
+            weight.grad = torch.sin(weight.detach() * (step + 1))
+            optimizer.step()
+        weights.append(weight.detach())
+    assert torch.allclose(weights[0], weights[1], rtol=1e-6, atol=1e-7)
+    assert not torch.equal(weights[0], torch.randn(64, generator=torch.Generator().manual_seed(0)))
+
+
 def test_adamw_decay_is_decoupled() -> None:
     """With a zero gradient Adam's update is zero, so one AdamW step only shrinks w by lr * wd."""
     weight = torch.nn.Parameter(torch.tensor([2.0]))
