@@ -249,3 +249,24 @@ def test_plateau_watches_an_evaluation_score(tmp_path: Path, one_thread) -> None
         ganforge.train(
             RECIPES / "quickstart.toml", overrides=[*QUICK, plateau], run_dir=tmp_path / "b", console=quiet
         )
+
+
+def test_resume_takes_the_recipes_implementation(tmp_path: Path, one_thread) -> None:
+    """torch keeps foreach/fused in each param group, so a checkpoint carries them; a resumed run computes
+    its updates as its own recipe says (the implementation may change on resume: same update)."""
+    quiet = Console(file=io.StringIO())
+    first = ganforge.train(
+        RECIPES / "quickstart.toml",
+        overrides=[*QUICK, 'train.optimizer.implementation="for_loop"'],
+        run_dir=tmp_path / "run",
+        console=quiet,
+    )
+    assert first.trainer.optimizers["G"].param_groups[0]["fused"] is None
+    resumed = ganforge.train(
+        resume=tmp_path / "run", overrides=["train.epochs=2", 'train.optimizer.implementation="auto"'], console=quiet
+    )
+    for optimizer in resumed.trainer.optimizers.values():
+        group = optimizer.param_groups[0]
+        assert (group["fused"], group["foreach"]) == (True, None)  # auto on the CPU
+        assert optimizer.state  # the moments came from the checkpoint
+    assert resumed.trainer.step == 2 * first.trainer.step

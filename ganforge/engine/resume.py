@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ MAY_CHANGE_ON_RESUME = (
     "train.log_every",
     "train.deterministic",
     "train.dist_timeout",
+    "train.optimizer.implementation",  # loop, foreach or fused: the same update to fp32 rounding
+    "train.optimizers.*.implementation",
     "train.ema.",  # the average of the generators is kept beside the trained weights, not trained
     "data.on_corrupt",
     "eval.",
@@ -79,7 +82,10 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     lines = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key) and not any(
-            key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in MAY_CHANGE_ON_RESUME
+            key == allowed
+            or (allowed.endswith(".") and key.startswith(allowed))
+            or ("*" in allowed and fnmatch.fnmatchcase(key, allowed))
+            for allowed in MAY_CHANGE_ON_RESUME
         ):
             lines.append(f"{key}: checkpoint {a.get(key, '(unset)')!r}, recipe {b.get(key, '(unset)')!r}")
     return lines

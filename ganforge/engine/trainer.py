@@ -35,6 +35,9 @@ from ganforge.recipe import Recipe
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 #: Stop requests as the numbers the ranks agree on (the largest wins); 0 is none.
+#: Optimizer settings that say how an update is computed, not what it computes (torch keeps them in each
+#: param group, so a checkpoint would carry them over): on resume, this recipe's choice stands.
+IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
 STOP_CODES = {"stop": 1, "SIGINT": 2, "SIGTERM": 3}
 
 
@@ -398,7 +401,10 @@ class Trainer:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{source}: weights do not fit this recipe's model: {first}") from None
         for name, optimizer in self.optimizers.items():
+            built = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizers"][name])
+            for group, kept in zip(optimizer.param_groups, built, strict=True):
+                group.update(kept)  # how the update is computed follows this recipe, not the checkpoint's
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state.get("grad_scaler"):
