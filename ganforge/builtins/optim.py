@@ -21,7 +21,7 @@ class AdamParams(Params):
     implementation: Literal["auto", "for_loop", "foreach", "fused"] = Field(
         "auto",
         description="auto: fused when every parameter is on the CPU (one pass over each tensor; 7% of a "
-        "64 px CycleGAN step there), elsewhere torch's choice; foreach/fused update all parameters in a "
+        "64 px image-translation GAN step there), elsewhere torch's choice; foreach/fused update all parameters in a "
         "few kernels, for_loop one parameter at a time.",
     )
 
@@ -31,7 +31,7 @@ def implementation_flags(choice: str, parameters: list[torch.nn.Parameter]) -> d
 
     ``auto`` takes the fused kernel where every parameter is a dense floating-point CPU tensor: torch's
     own default there is the loop over parameters, which read and write each tensor several times
-    (measured on 2 cores, ResNet-6 CycleGAN at 64 px: a step 406 -> 379 ms; losses equal to 1e-5 over
+    (measured on 2 cores, a ResNet-6 image-translation GAN at 64 px: a step 406 -> 379 ms; losses equal to 1e-5 over
     three steps, tests/test_speed_options.py). Elsewhere (CUDA, MPS, mixed devices) torch chooses."""
     if choice == "auto" and parameters and all(
         isinstance(p, torch.Tensor) and p.device.type == "cpu" and p.is_floating_point() and p.layout == torch.strided for p in parameters
