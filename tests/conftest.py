@@ -16,6 +16,7 @@ RECIPES = ROOT / "recipes"
 TINY_RUN = [
     "data.size=32",
     "data.length=2",
+    "train.batch_size=1",  # the quickstart trains batches of 2; tests keep 2 steps of 1 per epoch
     "data.test_length=2",
     "train.epochs=1",
     "output.n_samples=2",

@@ -23,6 +23,7 @@ from tests.conftest import RECIPES, ROOT
 SMALL = [
     "data.size=32",
     "data.length=4",
+    "train.batch_size=1",
     "data.test_length=2",
     "output.n_samples=2",
     "model.discriminator.ndf=8",

@@ -31,6 +31,7 @@ DECAY = 0.75
 TINY = [
     "data.size=32",
     "data.length=4",
+    "train.batch_size=1",
     "data.test_length=2",
     "output.n_samples=2",
     "model.generator.ngf=4",

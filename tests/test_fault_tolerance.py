@@ -32,6 +32,7 @@ QUICKSTART = str(RECIPES / "quickstart.toml")
 TINY = [
     "data.size=32",
     "data.length=8",
+    "train.batch_size=1",
     "model.generator.ngf=4",
     "model.generator.n_blocks=1",
     "model.discriminator.ndf=8",

@@ -32,6 +32,7 @@ import screenshot_report
 TINY = [
     "data.size=32",
     "data.length=2",
+    "train.batch_size=1",
     "data.test_length=2",
     "train.epochs=2",
     "train.scheduler.constant_epochs=1",

@@ -26,6 +26,7 @@ N_SAMPLES = 2
 TINY = [
     "data.size=32",
     "data.length=4",
+    "train.batch_size=1",
     "data.test_length=3",
     f"output.n_samples={N_SAMPLES}",
     "model.generator.ngf=4",

@@ -20,7 +20,7 @@ from torch import nn
 from ganforge.engine.runtime import Runtime
 from ganforge.plugins import collect_registries, make_plugin_manager
 
-SMALL = ("data.size=32", "data.length=2", "data.test_length=2", "train.epochs=1", "output.n_samples=2")
+SMALL = ("data.size=32", "data.length=2", "train.batch_size=1", "data.test_length=2", "train.epochs=1", "output.n_samples=2")
 TINY = [f"--set={option}" for option in (*SMALL, "output.report=false")]
 
 

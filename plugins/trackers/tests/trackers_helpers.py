@@ -20,6 +20,7 @@ TINY = [
     "train.backend.type=direct",
     "data.size=32",
     "data.length=4",
+    "train.batch_size=1",
     "data.test_length=2",
     "train.epochs=2",
     "train.log_every=2",
