@@ -263,7 +263,9 @@ def test_resume_takes_the_recipes_implementation(tmp_path: Path, one_thread) -> 
     )
     assert first.trainer.optimizers["G"].param_groups[0]["fused"] is None
     resumed = ganforge.train(
-        resume=tmp_path / "run", overrides=["train.epochs=2", 'train.optimizer.implementation="auto"'], console=quiet
+        resume=tmp_path / "run",
+        overrides=["train.epochs=2", 'train.optimizer.implementation="auto"'],
+        console=quiet,
     )
     for optimizer in resumed.trainer.optimizers.values():
         group = optimizer.param_groups[0]

@@ -33,8 +33,16 @@ def implementation_flags(choice: str, parameters: list[torch.nn.Parameter]) -> d
     own default there is the loop over parameters, which read and write each tensor several times
     (measured on 2 cores, a ResNet-6 image-translation GAN at 64 px: a step 406 -> 379 ms; losses equal to 1e-5 over
     three steps, tests/test_speed_options.py). Elsewhere (CUDA, MPS, mixed devices) torch chooses."""
-    if choice == "auto" and parameters and all(
-        isinstance(p, torch.Tensor) and p.device.type == "cpu" and p.is_floating_point() and p.layout == torch.strided for p in parameters
+    if (
+        choice == "auto"
+        and parameters
+        and all(
+            isinstance(p, torch.Tensor)
+            and p.device.type == "cpu"
+            and p.is_floating_point()
+            and p.layout == torch.strided
+            for p in parameters
+        )
     ):
         choice = "fused"
     return {
