@@ -3,6 +3,7 @@ per optimizer group ([train.optimizers.GROUP], [train.schedulers.GROUP]) in real
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import tomllib
@@ -272,3 +273,55 @@ def test_resume_takes_the_recipes_implementation(tmp_path: Path, one_thread) -> 
         assert (group["fused"], group["foreach"]) == (True, None)  # auto on the CPU
         assert optimizer.state  # the moments came from the checkpoint
     assert resumed.trainer.step == 2 * first.trainer.step
+
+
+def test_loaded_state_fits_the_groups_implementation_and_layout() -> None:
+    """A checkpoint's moments saved in one memory layout, resumed on weights in another (channels_last
+    switched on at resume), and its step counters placed by the saved flags: fit_state_to_group makes
+    them fit, and the fused update then equals the per-parameter loop's."""
+    from ganforge.engine.trainer import fit_state_to_group
+
+    torch.manual_seed(0)
+    start = torch.randn(2, 3, 4, 5)
+    grads = [torch.randn(2, 3, 4, 5) for _ in range(3)]
+
+    def trained(implementation: str, channels_last: bool, state: dict | None = None):
+        weight = torch.nn.Parameter(start.clone())
+        if channels_last:
+            weight.data = weight.data.contiguous(memory_format=torch.channels_last)
+        spec = {"type": "adam", "lr": 0.1, "implementation": implementation}
+        optimizer = REGISTRIES.resolve("optimizer", spec, "o").build([weight])
+        if state is not None:  # as Trainer.load_state_dict does
+            built = [{k: g[k] for k in ("foreach", "fused")} for g in optimizer.param_groups]
+            optimizer.load_state_dict(copy.deepcopy(state))  # torch may keep the given tensors
+            for group, kept in zip(optimizer.param_groups, built):
+                group.update(kept)
+                fit_state_to_group(optimizer, group)
+        for grad in grads[:2] if state is None else grads[2:]:
+            weight.grad = (
+                grad.contiguous(memory_format=torch.channels_last) if channels_last else grad.clone()
+            )
+            optimizer.step()
+        return weight, optimizer
+
+    _, saved = trained("for_loop", channels_last=False)  # two steps, contiguous moments
+    checkpoint = saved.state_dict()
+    expected, _ = trained("for_loop", channels_last=False, state=checkpoint)
+    weight, optimizer = trained("auto", channels_last=True, state=checkpoint)
+    moments = optimizer.state[weight]
+    assert (
+        moments["exp_avg"].stride() == weight.stride() and moments["exp_avg_sq"].stride() == weight.stride()
+    )
+    assert moments["step"].dtype == torch.float32 and int(moments["step"]) == 3
+    assert torch.allclose(weight.detach(), expected.detach(), rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(weight.detach(), start, atol=1e-3)  # the steps moved it
+
+
+def test_the_implementation_of_any_group_may_change_on_resume() -> None:
+    from ganforge.engine.resume import recipe_differences
+
+    saved = {"train": {"optimizers": {"D": {"implementation": "for_loop", "lr": 4e-4}}}}
+    current = {"train": {"optimizers": {"D": {"implementation": "auto", "lr": 4e-4}}}}
+    assert recipe_differences(saved, current) == []
+    current["train"]["optimizers"]["D"]["lr"] = 3e-4
+    assert recipe_differences(saved, current) == ["train.optimizers.D.lr: checkpoint 0.0004, recipe 0.0003"]

@@ -26,22 +26,24 @@ class AdamParams(Params):
     )
 
 
-def implementation_flags(choice: str, parameters: list[torch.nn.Parameter]) -> dict[str, bool | None]:
+def implementation_flags(choice: str, parameters: list) -> dict[str, bool | None]:
     """The ``foreach`` and ``fused`` arguments of torch's Adam/AdamW for ``implementation``.
 
     ``auto`` takes the fused kernel where every parameter is a dense floating-point CPU tensor: torch's
     own default there is the loop over parameters, which read and write each tensor several times
     (measured on 2 cores, a ResNet-6 image-translation GAN at 64 px: a step 406 -> 379 ms; losses equal to 1e-5 over
-    three steps, tests/test_speed_options.py). Elsewhere (CUDA, MPS, mixed devices) torch chooses."""
+    three steps, tests/test_speed_options.py). Elsewhere (CUDA, MPS, mixed devices) torch chooses.
+    ``parameters`` is a list of tensors or of param-group dicts (their ``params`` are looked at)."""
+    tensors = [t for item in parameters for t in (item["params"] if isinstance(item, dict) else [item])]
     if (
         choice == "auto"
-        and parameters
+        and tensors
         and all(
             isinstance(p, torch.Tensor)
             and p.device.type == "cpu"
             and p.is_floating_point()
             and p.layout == torch.strided
-            for p in parameters
+            for p in tensors
         )
     ):
         choice = "fused"
@@ -53,6 +55,7 @@ def implementation_flags(choice: str, parameters: list[torch.nn.Parameter]) -> d
 
 def build_adam(params: AdamParams, parameters: list[torch.nn.Parameter]) -> torch.optim.Adam:
     """Adam (Kingma and Ba 2015)."""
+    parameters = list(parameters)  # a generator would be used up by implementation_flags
     return torch.optim.Adam(
         parameters,
         lr=params.lr,
@@ -71,6 +74,7 @@ class AdamWParams(AdamParams):
 
 def build_adamw(params: AdamWParams, parameters: list[torch.nn.Parameter]) -> torch.optim.AdamW:
     """AdamW: Adam with decoupled weight decay (Loshchilov and Hutter 2019)."""
+    parameters = list(parameters)  # a generator would be used up by implementation_flags
     return torch.optim.AdamW(
         parameters,
         lr=params.lr,

@@ -34,11 +34,34 @@ from ganforge.recipe import Recipe
 #: Exit codes of a run stopped by a signal (128 + signal number, as shells report them).
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
-#: Stop requests as the numbers the ranks agree on (the largest wins); 0 is none.
 #: Optimizer settings that say how an update is computed, not what it computes (torch keeps them in each
 #: param group, so a checkpoint would carry them over): on resume, this recipe's choice stands.
 IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+#: Stop requests as the numbers the ranks agree on (the largest wins); 0 is none.
 STOP_CODES = {"stop": 1, "SIGINT": 2, "SIGTERM": 3}
+
+
+def fit_state_to_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:
+    """Make loaded optimizer state fit the group's implementation and its parameters' layouts.
+
+    torch places a loaded step counter by the *checkpoint's* flags (on the parameter's device for a
+    fused or capturable update, else on the CPU), and keeps each moment's memory layout as saved; the
+    fused CPU kernel reads parameter, gradient and moments as flat memory, so a moment saved
+    channels_last and resumed without it (or the other way round) would be updated element by the
+    wrong element. Both are put right here."""
+    on_device = bool(group.get("fused") or group.get("capturable"))
+    for param in group["params"]:
+        state = optimizer.state.get(param)
+        if not state:
+            continue
+        for key, value in state.items():
+            if not torch.is_tensor(value):
+                continue
+            if key == "step":
+                state[key] = value.to(device=param.device if on_device else "cpu", dtype=torch.float32)
+            elif value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -405,6 +428,7 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
             for group, kept in zip(optimizer.param_groups, built, strict=True):
                 group.update(kept)  # how the update is computed follows this recipe, not the checkpoint's
+                fit_state_to_group(optimizer, group)
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state.get("grad_scaler"):
