@@ -58,8 +58,8 @@ def fit_state_to_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) 
         for key, value in state.items():
             if not torch.is_tensor(value):
                 continue
-            if key == "step":
-                state[key] = value.to(device=param.device if on_device else "cpu", dtype=torch.float32)
+            if key == "step" and ("fused" in group or "capturable" in group):  # torch's Adam family
+                state[key] = value.to(device=param.device if on_device else "cpu")
             elif value.shape == param.shape and value.stride() != param.stride():
                 state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
