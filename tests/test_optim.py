@@ -271,15 +271,16 @@ def test_resume_takes_the_recipes_implementation(tmp_path: Path, one_thread) -> 
     for optimizer in resumed.trainer.optimizers.values():
         group = optimizer.param_groups[0]
         assert (group["fused"], group["foreach"]) == (True, None)  # auto on the CPU
-        assert optimizer.state  # the moments came from the checkpoint
+        steps = {int(s["step"]) for s in optimizer.state.values()}
+        assert steps == {resumed.trainer.step}  # the moments went on from the checkpoint's
     assert resumed.trainer.step == 2 * first.trainer.step
 
 
 def test_loaded_state_fits_the_groups_implementation_and_layout() -> None:
     """A checkpoint's moments saved in one memory layout, resumed on weights in another (channels_last
-    switched on at resume), and its step counters placed by the saved flags: fit_state_to_group makes
+    switched on at resume), and its step counters placed by the saved flags: load_optimizer_state makes
     them fit, and the fused update then equals the per-parameter loop's."""
-    from ganforge.engine.trainer import fit_state_to_group
+    from ganforge.engine.trainer import load_optimizer_state
 
     torch.manual_seed(0)
     start = torch.randn(2, 3, 4, 5)
@@ -291,12 +292,8 @@ def test_loaded_state_fits_the_groups_implementation_and_layout() -> None:
             weight.data = weight.data.contiguous(memory_format=torch.channels_last)
         spec = {"type": "adam", "lr": 0.1, "implementation": implementation}
         optimizer = REGISTRIES.resolve("optimizer", spec, "o").build([weight])
-        if state is not None:  # as Trainer.load_state_dict does
-            built = [{k: g[k] for k in ("foreach", "fused")} for g in optimizer.param_groups]
-            optimizer.load_state_dict(copy.deepcopy(state))  # torch may keep the given tensors
-            for group, kept in zip(optimizer.param_groups, built):
-                group.update(kept)
-                fit_state_to_group(optimizer, group)
+        if state is not None:
+            load_optimizer_state(optimizer, copy.deepcopy(state))  # torch may keep the given tensors
         for grad in grads[:2] if state is None else grads[2:]:
             weight.grad = (
                 grad.contiguous(memory_format=torch.channels_last) if channels_last else grad.clone()

@@ -42,7 +42,17 @@ IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
 STOP_CODES = {"stop": 1, "SIGINT": 2, "SIGTERM": 3}
 
 
-def fit_state_to_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping how this run computes its updates: torch saves
+    foreach/fused (:data:`IMPLEMENTATION_KEYS`) in each param group and would take the checkpoint's."""
+    built = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, built, strict=True):
+        group.update(kept)
+        _fit_state_to_group(optimizer, group)
+
+
+def _fit_state_to_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:
     """Make loaded optimizer state fit the group's implementation and its parameters' layouts.
 
     torch places a loaded step counter by the *checkpoint's* flags (on the parameter's device for a
@@ -424,11 +434,7 @@ class Trainer:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{source}: weights do not fit this recipe's model: {first}") from None
         for name, optimizer in self.optimizers.items():
-            built = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
-            optimizer.load_state_dict(state["optimizers"][name])
-            for group, kept in zip(optimizer.param_groups, built, strict=True):
-                group.update(kept)  # how the update is computed follows this recipe, not the checkpoint's
-                fit_state_to_group(optimizer, group)
+            load_optimizer_state(optimizer, state["optimizers"][name])
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         if self.scaler is not None and state.get("grad_scaler"):
