@@ -139,6 +139,44 @@ def test_resize_conv_is_a_drop_in_for_the_transposed_convolutions() -> None:
     assert n_parameters(generator) == n_parameters(reference)
 
 
+def test_residual_output_starts_from_the_identity_and_learns_an_edit() -> None:
+    torch.manual_seed(0)
+    generator = build_resnet(ResnetParams(ngf=4, n_blocks=1, output="residual"))
+    reference = build_resnet(ResnetParams(ngf=4, n_blocks=1))
+    assert generator.state_dict().keys() == reference.state_dict().keys()  # checkpoints stay alike
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    out = generator(x)
+    # the input back, up to the clamp just inside (-1, 1) that atanh needs
+    assert (out - x).abs().max().item() <= 1e-3
+    assert out.abs().max() < 1.0
+    # the zeroed last convolution still gets a gradient, so the edit can grow from nothing
+    target = (x * 0.5).detach()
+    loss = (out - target).abs().mean()
+    loss.backward()
+    last = generator.model[-2]
+    assert isinstance(last, nn.Conv2d) and last.weight.grad.abs().sum() > 0
+    optimiser = torch.optim.Adam(generator.parameters(), lr=1e-2)
+    for _ in range(60):
+        optimiser.zero_grad()
+        loss = (generator(x) - target).abs().mean()
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < 0.75 * (x - target).abs().mean().item()  # 0.163 against 0.247 from the start
+    with torch.no_grad():  # image mode still draws the output through its own tanh
+        assert isinstance(reference.model[-1], nn.Tanh) and not isinstance(generator.model[-1], nn.Tanh)
+
+
+@pytest.mark.filterwarnings("ignore")  # torch.jit.script's deprecation notice
+def test_residual_output_scripts_for_torchscript_export() -> None:
+    net = build_resnet(ResnetParams(ngf=4, n_blocks=1, output="residual")).eval()
+    torch.nn.init.normal_(net.model[-2].weight, std=0.1)
+    scripted = torch.jit.script(net)
+    x = torch.rand(1, 3, 16, 20) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(scripted(x), net(x))
+        assert (net(x) - x).abs().max() > 1e-2
+
+
 def test_generator_channels() -> None:
     generator = build_resnet(ResnetParams(in_channels=1, out_channels=2, ngf=4, n_blocks=1))
     with torch.no_grad():
@@ -152,6 +190,7 @@ def test_resnet_params_validation() -> None:
         "ngf": 64,
         "n_blocks": 9,
         "upsample": "transpose",
+        "output": "image",
         "norm": "instance",
         "norm_affine": None,
         "init": "normal",
@@ -162,6 +201,8 @@ def test_resnet_params_validation() -> None:
         {"n_blocks": -1},
         {"ngf": 0},
         {"upsample": "bilinear"},
+        {"output": "delta"},
+        {"output": "residual", "out_channels": 1},  # an edit of the input keeps its channels
         {"init_std": -0.1},
         {"init_gain": -0.1},
         {"blocks": 6},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
@@ -25,6 +25,7 @@ from ganforge.registry import Params
 NormName = Literal["instance", "batch", "none"]
 InitName = Literal["normal", "xavier", "kaiming", "orthogonal"]
 Upsample = Literal["transpose", "resize_conv"]
+Output = Literal["image", "residual"]
 
 _AFFINE_NORMS = (
     nn.BatchNorm1d,
@@ -188,10 +189,28 @@ class ResnetParams(Params):
         description="Residual blocks at the bottleneck (paper: 6 for 128 px, 9 for 256 px and up).",
     )
     upsample: Upsample = _upsample_field("fractionally strided 3x3 convolutions")
+    output: Output = Field(
+        "image",
+        description=(
+            "'image': the network draws the output (tanh of the last convolution, as in the paper); "
+            "'residual': it edits its input, tanh(atanh(input) + last convolution), with the last "
+            "convolution starting at zero so training starts from the identity. 'residual' needs "
+            "in_channels == out_channels."
+        ),
+    )
     norm: NormName = _norm_field()
     norm_affine: bool | None = _norm_affine_field()
     init: InitName = _init_field()
     init_gain: float = _init_gain_field()
+
+    @model_validator(mode="after")
+    def _residual_channels(self) -> ResnetParams:
+        if self.output == "residual" and self.in_channels != self.out_channels:
+            raise ValueError(
+                f"output = 'residual' edits the input, so out_channels ({self.out_channels}) must "
+                f"equal in_channels ({self.in_channels}); or use output = 'image'"
+            )
+        return self
 
 
 class ResnetBlock(nn.Module):
@@ -235,8 +254,13 @@ class ResnetGenerator(nn.Module):
         upsample: Upsample = "transpose",
         norm_affine: bool | None = False,
         norm: NormName = "instance",
+        output: Output = "image",
     ) -> None:
         super().__init__()
+        if output == "residual" and in_channels != out_channels:
+            raise ValueError(
+                f"a residual output needs in_channels == out_channels, got {in_channels}, {out_channels}"
+            )
         make = Norm(norm, norm_affine)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -259,13 +283,25 @@ class ResnetGenerator(nn.Module):
         layers += [
             nn.ReflectionPad2d(3),
             nn.Conv2d(channels, out_channels, kernel_size=7, bias=True),
-            nn.Tanh(),
+            # a residual output applies its tanh after adding the input (the same state-dict keys)
+            nn.Tanh() if output == "image" else nn.Identity(),
         ]
         self.model = nn.Sequential(*layers)
+        self.residual = output == "residual"
         self.size_multiple = 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual:
+            # atanh reads the input clamped just inside (-1, 1), where it is finite
+            return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + self.model(x))
         return self.model(x)
+
+    def start_from_identity(self) -> None:
+        """Zero the last convolution: a residual generator then returns its input (up to the clamp)."""
+        last = self.model[-2]
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
 
 def build_resnet(params: ResnetParams) -> ResnetGenerator:
@@ -281,8 +317,11 @@ def build_resnet(params: ResnetParams) -> ResnetGenerator:
         params.upsample,
         params.norm_affine,
         params.norm,
+        params.output,
     )
     init_weights(network, params.init_gain, params.init)
+    if params.output == "residual":
+        network.start_from_identity()
     return network
 
 
