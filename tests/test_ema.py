@@ -272,7 +272,9 @@ def test_bad_ema_settings_name_the_field(override: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p for p in RECIPES.glob("*.toml") if p.stem != "quickstart"), ids=lambda p: p.stem
+    "path",
+    sorted(p for p in RECIPES.glob("*.toml") if p.stem not in ("quickstart", "cyclegan_fast")),
+    ids=lambda p: p.stem,
 )
 def test_off_in_the_paper_recipes(path: Path) -> None:
     recipe = load_recipe(path).recipe
