@@ -160,3 +160,18 @@ def test_export_mistakes_get_one_line(exported, tmp_path, capsys) -> None:
     )
     code, _, err = cli(capsys, "export", str(run), "--out", str(tmp_path), "--to", "tflite")
     assert code == 1 and err.startswith("error: --to tflite: use safetensors, onnx, torchscript")
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_an_input_editing_generator_exports_to_onnx(tmp_path, exporter) -> None:
+    from ganforge.builtins.networks import ResnetParams, build_resnet
+    from ganforge.inference.loading import Generator
+
+    torch.manual_seed(0)
+    net = build_resnet(ResnetParams(ngf=4, n_blocks=1, output="residual")).eval()
+    torch.nn.init.normal_(net.model[-2].weight, std=0.1)  # an edit, not the starting identity
+    spec = {"type": "resnet", "ngf": 4, "n_blocks": 1, "output": "residual"}
+    cpu = torch.device("cpu")
+    generator = Generator(run=net, kind="checkpoint", source=tmp_path, device=cpu, module=net, spec=spec)
+    assert save_onnx(generator, tmp_path / "g.onnx", exporter=exporter, example_size=16) == exporter
+    assert max_abs_diff(generator, load_generator(tmp_path / "g.onnx"), (2, 3, 20, 12)) < 1e-4

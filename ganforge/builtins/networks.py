@@ -292,8 +292,9 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.residual:
-            # atanh reads the input clamped just inside (-1, 1), where it is finite
-            return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + self.model(x))
+            # atanh(x), written with log (ONNX has no atanh), of x clamped just inside (-1, 1)
+            inside = x.clamp(-0.999, 0.999)
+            return torch.tanh(0.5 * torch.log((1 + inside) / (1 - inside)) + self.model(x))
         return self.model(x)
 
     def start_from_identity(self) -> None:
