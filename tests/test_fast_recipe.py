@@ -22,7 +22,7 @@ def test_the_fast_recipe_keeps_the_measured_settings() -> None:
     data = recipe.to_dict()
     measured = {"type": "resnet", "ngf": 16, "n_blocks": 3, "upsample": "resize_conv", "output": "residual"}
     assert {key: data["model"]["generator"][key] for key in measured} == measured
-    assert data["model"]["lambda_identity"] == 0.0 and data["model"]["lambda_cycle"] == 10.0
+    assert data["model"]["lambda_identity"] == 0.1 and data["model"]["lambda_cycle"] == 10.0
     assert recipe.train.ema.decay == 0.999 and data["train"]["optimizer"]["lr"] == 5e-4
     assert data["train"]["batch_size"] == 2 and data["data"]["type"] == "photo_mappings"
 
