@@ -81,6 +81,7 @@ def test_safetensors_carries_the_spec_and_needs_no_recipe(exported, tmp_path) ->
         "ngf": 4,
         "n_blocks": 1,
         "upsample": "resize_conv",
+        "output": "image",
         "norm": "instance",
         "init": "normal",
         "init_gain": 0.02,

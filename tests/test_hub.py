@@ -271,7 +271,7 @@ def test_hub_folder_holds_tensors_config_and_card(made):
     assert [d["net"] for d in config["directions"]] == ["G_A", "G_B"]
     assert config["nets"]["G_A"]["generator"] == {
         "type": "resnet", "in_channels": 3, "out_channels": 3, "ngf": 4, "n_blocks": 1,
-        "upsample": "resize_conv", "norm": "instance", "init": "normal", "init_gain": 0.02,
+        "upsample": "resize_conv", "output": "image", "norm": "instance", "init": "normal", "init_gain": 0.02,
     }  # fmt: skip
     assert config["nets"]["G_B"]["in_channels"] == 3 and config["nets"]["G_B"]["size_multiple"] == 4
     assert config["exported_from"] == "run"  # its name, not the local folder it was in

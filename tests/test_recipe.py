@@ -204,6 +204,7 @@ def test_override_applies_and_resolved_recipe_round_trips(tmp_path):
         "ngf": 16,
         "n_blocks": 2,
         "upsample": "resize_conv",
+        "output": "image",
         "norm": "instance",
         "init": "normal",
         "init_gain": 0.02,
