@@ -46,8 +46,8 @@ def test_the_fast_recipe_trains_and_its_generators_start_from_the_identity(tmp_p
     assert generator.weights == "ema" and isinstance(generator.module, ResnetGenerator)
     assert generator.module.residual and generator.spec["output"] == "residual"
     # two steps from "do nothing" at lr 5e-4: the average still returns its input nearly unchanged,
-    # and it is no longer exactly the input (the edit has started)
+    # and it is no longer the input (the edit has started: far above the ~1e-7 rounding of atanh/tanh)
     x = torch.rand(1, 3, 32, 32) * 1.8 - 0.9
     with torch.no_grad():
         change = (generator(x) - x).abs()
-    assert 0 < change.max().item() < 0.05, change.max().item()
+    assert 1e-5 < change.max().item() < 0.05, change.max().item()
